@@ -1,0 +1,1 @@
+"""Shared wire types, configuration, SSE and error helpers."""

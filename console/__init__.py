@@ -1,0 +1,1 @@
+"""cortex-console: the Textual fleet console and --json scripting."""

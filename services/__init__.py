@@ -1,0 +1,1 @@
+"""The cortex daemons: gateway and neuron."""

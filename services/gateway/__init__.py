@@ -1,0 +1,1 @@
+"""cortex-gateway: one OpenAI + Anthropic API for the whole fleet."""

@@ -1,0 +1,1 @@
+"""cortex-neuron: the per-host inference daemon."""
