@@ -1,8 +1,9 @@
 """OpenAI wire formats: chat completions, legacy completions, models, streaming chunks.
 
 Requests tolerate unknown fields (as api.openai.com does); wrong types are rejected
-with a message naming the field. Responses omit fields that OpenAI leaves out rather
-than sending ``null`` where the official SDKs would not expect one.
+with a message naming the field. In responses, fields OpenAI always sends (``object``,
+``finish_reason``, ``content``) are always encoded; optional ones and cortex's
+extensions are ``UNSET`` (left out) until given.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -196,11 +198,11 @@ class Timings(msgspec.Struct, omit_defaults=True):
     queue_ms: float = 0.0
 
 
-class ResponseMessage(msgspec.Struct, omit_defaults=True):
+class ResponseMessage(msgspec.Struct):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
-    reasoning_content: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    reasoning_content: str | UnsetType = UNSET
+    tool_calls: list[ToolCall] | UnsetType = UNSET
 
 
 class ChatChoice(msgspec.Struct):
@@ -210,15 +212,15 @@ class ChatChoice(msgspec.Struct):
     logprobs: None = None
 
 
-class ChatCompletion(msgspec.Struct, omit_defaults=True):
+class ChatCompletion(msgspec.Struct):
     id: str
     created: int
     model: str
     choices: list[ChatChoice]
     usage: Usage | None = None
     object: Literal["chat.completion"] = "chat.completion"
-    system_fingerprint: str | None = None
-    timings: Timings | None = None
+    system_fingerprint: str | UnsetType | None = UNSET
+    timings: Timings | UnsetType = UNSET
 
 
 class FunctionCallDelta(msgspec.Struct, omit_defaults=True):
@@ -247,15 +249,15 @@ class ChunkChoice(msgspec.Struct):
     logprobs: None = None
 
 
-class ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
+class ChatCompletionChunk(msgspec.Struct):
     id: str
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
+    usage: Usage | UnsetType | None = UNSET
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    system_fingerprint: str | None = None
-    timings: Timings | None = None
+    system_fingerprint: str | UnsetType | None = UNSET
+    timings: Timings | UnsetType = UNSET
 
 
 class CompletionChoice(msgspec.Struct):
@@ -265,28 +267,28 @@ class CompletionChoice(msgspec.Struct):
     logprobs: None = None
 
 
-class Completion(msgspec.Struct, omit_defaults=True):
+class Completion(msgspec.Struct):
     id: str
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
+    usage: Usage | UnsetType | None = UNSET
     object: Literal["text_completion"] = "text_completion"
-    system_fingerprint: str | None = None
-    timings: Timings | None = None
+    system_fingerprint: str | UnsetType | None = UNSET
+    timings: Timings | UnsetType = UNSET
 
 
 # --------------------------------------------------------------------------- models
 
 
-class ModelCard(msgspec.Struct, omit_defaults=True):
+class ModelCard(msgspec.Struct):
     """One entry of ``GET /v1/models``. ``cortex`` carries state that OpenAI clients ignore."""
 
     id: str
     created: int = 0
     owned_by: str = "cortex"
     object: Literal["model"] = "model"
-    cortex: dict[str, Any] | None = None
+    cortex: dict[str, Any] | UnsetType = UNSET
 
 
 class ModelList(msgspec.Struct):
