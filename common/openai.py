@@ -210,6 +210,9 @@ class ChatChoice(msgspec.Struct):
     message: ResponseMessage
     finish_reason: FinishReason | None
     logprobs: None = None
+    # Extension (vLLM's convention): the stop string that ended the turn, or the stop
+    # token id; lets the gateway report Anthropic's stop_reason "stop_sequence".
+    stop_reason: str | int | UnsetType | None = UNSET
 
 
 class ChatCompletion(msgspec.Struct):
@@ -247,6 +250,7 @@ class ChunkChoice(msgspec.Struct):
     delta: ChoiceDelta
     finish_reason: FinishReason | None = None
     logprobs: None = None
+    stop_reason: str | int | UnsetType | None = UNSET  # extension, as in ChatChoice
 
 
 class ChatCompletionChunk(msgspec.Struct):
