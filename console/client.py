@@ -1,0 +1,291 @@
+"""HTTP client for the gateway's fleet API, sync (``--json``) and async (the TUI).
+
+No Textual here: ``cortex-console --json`` imports only this, httpx and msgspec.
+Every failure becomes a :class:`GatewayError` carrying the gateway's own message (from
+its OpenAI-style error envelope) or, when it cannot be reached, one that says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from cortex.common.config import GATEWAY_PORT
+from cortex.common.fleet import (
+    ActionResult,
+    CatalogueUpdate,
+    FleetEvent,
+    FleetSnapshot,
+    LoadAction,
+    LogEvent,
+    NeuronUpdate,
+    PlacementRemoved,
+    PlacementUpdate,
+    SnapshotEvent,
+    UnloadAction,
+)
+from cortex.common.sse import aiter_events
+
+DEFAULT_GATEWAY = f"http://127.0.0.1:{GATEWAY_PORT}"
+
+Action = Literal["load", "unload", "pin", "unpin"]
+ACTIONS: tuple[Action, ...] = ("load", "unload", "pin", "unpin")
+
+# Fleet events by SSE `event:` name; an event the console does not know is skipped, so
+# a newer gateway can add kinds without breaking an older console.
+EVENT_TYPES: dict[str, type] = {
+    "snapshot": SnapshotEvent,
+    "neuron": NeuronUpdate,
+    "placement": PlacementUpdate,
+    "placement_removed": PlacementRemoved,
+    "catalogue": CatalogueUpdate,
+    "log": LogEvent,
+}
+_EVENT_DECODERS = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()}
+
+
+class GatewayError(Exception):
+    """The gateway refused (``status`` set) or could not be reached (``status`` None)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str = "gateway_error",
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.code = code
+
+    def to_json(self) -> dict[str, Any]:
+        """The error document ``--json`` prints on stderr: OpenAI's envelope plus status."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.code,
+                "status": self.status,
+            }
+        }
+
+
+def default_gateway() -> str:
+    return os.environ.get("CORTEX_GATEWAY") or DEFAULT_GATEWAY
+
+
+def default_token() -> str | None:
+    return os.environ.get("CORTEX_TOKEN") or None
+
+
+def normalize_url(url: str) -> str:
+    """``host:port`` and ``:port`` become ``http://...``; a trailing slash goes."""
+    url = url.strip()
+    if url.startswith(":"):
+        url = "127.0.0.1" + url
+    if "://" not in url:
+        url = "http://" + url
+    return url.rstrip("/")
+
+
+def action_request(action: Action, model: str, neuron: str | None) -> tuple[str, bytes]:
+    """Path and JSON body of ``POST /fleet/models/{model}/{action}``."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    path = f"/fleet/models/{quote(model, safe='')}/{action}"
+    if action == "load":
+        body: Any = LoadAction(neuron=neuron)
+    elif action == "unload":
+        body = UnloadAction(neuron=neuron)
+    else:
+        body = {}
+    return path, msgspec.json.encode(body)
+
+
+def error_from_response(response: httpx.Response) -> GatewayError:
+    """The gateway's message from its error envelope, or a description of what came back."""
+    status = response.status_code
+    try:
+        detail = msgspec.json.decode(response.content).get("error")
+    except (msgspec.DecodeError, AttributeError):
+        detail = None
+    if isinstance(detail, dict) and detail.get("message"):
+        message = str(detail["message"])
+        kind = str(detail.get("type") or "gateway_error")
+        code = detail.get("code")
+    elif isinstance(detail, str):
+        message, kind, code = detail, "gateway_error", None
+    else:
+        body = response.text.strip().replace("\n", " ")[:200]
+        message = f"the gateway answered {status} {response.reason_phrase}" + (
+            f": {body}" if body else ""
+        )
+        kind, code = "gateway_error", None
+    if status == 401 and "--token" not in message:
+        message += " (pass the admin token with --token or CORTEX_TOKEN)"
+    return GatewayError(message, status=status, type=kind, code=code)
+
+
+def error_from_exception(base_url: str, exc: httpx.HTTPError) -> GatewayError:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return GatewayError(
+            f"cannot reach the gateway at {base_url}: {describe(exc)}. Is cortex-gateway "
+            "running there? Point the console at it with --gateway URL or CORTEX_GATEWAY.",
+            type="connection_error",
+            code="gateway_unreachable",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(
+            f"the gateway at {base_url} did not answer in time ({describe(exc)})",
+            type="timeout_error",
+            code="gateway_timeout",
+        )
+    return GatewayError(
+        f"talking to the gateway at {base_url} failed: {describe(exc)}",
+        type="connection_error",
+        code="gateway_unreachable",
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason, digging through httpx's wrapping for the OS error."""
+    text = str(exc).strip()
+    cause = exc.__cause__ or exc.__context__
+    while not text and cause is not None:
+        text = str(cause).strip()
+        cause = cause.__cause__ or cause.__context__
+    return text or type(exc).__name__
+
+
+def decode_event(name: str, data: str) -> FleetEvent | None:
+    decoder = _EVENT_DECODERS.get(name)
+    if decoder is None:
+        return None
+    return decoder.decode(data)
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    headers = {"accept": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(3.0, seconds))
+
+
+def _parse(response: httpx.Response, type_: type) -> Any:
+    if response.is_error:
+        raise error_from_response(response)
+    try:
+        return msgspec.json.decode(response.content, type=type_)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise GatewayError(
+            f"the gateway's answer to {response.request.url.path} is not what this console "
+            f"expects ({exc}); are the gateway and console versions the same?",
+            status=response.status_code,
+            type="protocol_error",
+            code="bad_response",
+        ) from None
+
+
+class FleetClient:
+    """Blocking client for scripts: one call, one answer."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
+        self.base_url = normalize_url(base_url)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=_headers(token), timeout=_timeout(timeout)
+        )
+
+    def __enter__(self) -> FleetClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def snapshot(self) -> FleetSnapshot:
+        return _parse(self._send("GET", "/fleet"), FleetSnapshot)
+
+    def act(self, action: Action, model: str, neuron: str | None = None) -> ActionResult:
+        path, body = action_request(action, model, neuron)
+        headers = {"content-type": "application/json"}
+        return _parse(self._send("POST", path, content=body, headers=headers), ActionResult)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_from_exception(self.base_url, exc) from None
+
+
+class AsyncFleetClient:
+    """Non-blocking client for the TUI: actions and the event stream."""
+
+    def __init__(
+        self, base_url: str, token: str | None = None, action_timeout: float = 900.0
+    ) -> None:
+        self.base_url = normalize_url(base_url)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=_headers(token), timeout=_timeout(action_timeout)
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def snapshot(self) -> FleetSnapshot:
+        return _parse(await self._send("GET", "/fleet"), FleetSnapshot)
+
+    async def act(self, action: Action, model: str, neuron: str | None = None) -> ActionResult:
+        path, body = action_request(action, model, neuron)
+        headers = {"content-type": "application/json"}
+        response = await self._send("POST", path, content=body, headers=headers)
+        return _parse(response, ActionResult)
+
+    async def events(self, read_timeout: float | None = None) -> AsyncIterator[FleetEvent]:
+        """``GET /fleet/events`` as decoded events until the stream ends or fails.
+
+        Raises :class:`GatewayError` for a refusal or a broken connection; returns when
+        the gateway closes the stream cleanly.
+        """
+        timeout = httpx.Timeout(connect=3.0, read=read_timeout, write=10.0, pool=3.0)
+        headers = {"accept": "text/event-stream"}
+        try:
+            async with self._http.stream(
+                "GET", "/fleet/events", headers=headers, timeout=timeout
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise error_from_response(response)
+                async for sse in aiter_events(response.aiter_bytes()):
+                    try:
+                        event = decode_event(sse.event, sse.data)
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        raise GatewayError(
+                            f"the gateway sent a {sse.event!r} event this console cannot "
+                            f"read ({exc}); are the gateway and console versions the same?",
+                            type="protocol_error",
+                            code="bad_event",
+                        ) from None
+                    if event is not None:
+                        yield event
+        except httpx.HTTPError as exc:
+            raise error_from_exception(self.base_url, exc) from None
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_from_exception(self.base_url, exc) from None

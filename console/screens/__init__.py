@@ -1,0 +1,1 @@
+"""Modal screens: confirmation, load dialog, details and help."""

@@ -1,0 +1,265 @@
+"""The fleet as the console knows it: a plain object the event stream writes into.
+
+The stream worker calls :meth:`FleetState.apply` for every event and the UI timer
+drains :meth:`FleetState.take_changes` to update only what moved. No Textual, no I/O:
+the ``--json`` path and the unit tests use it as it is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cortex.common.fleet import (
+    CatalogueEntry,
+    CatalogueUpdate,
+    FleetEvent,
+    FleetNeuron,
+    FleetSnapshot,
+    LogEntry,
+    LogEvent,
+    NeuronUpdate,
+    Placement,
+    PlacementRemoved,
+    PlacementUpdate,
+    SnapshotEvent,
+)
+from cortex.common.neuron import Device
+
+PlacementKey = tuple[str, str]  # (model, neuron)
+
+ConnectionStatus = Literal["connecting", "connected", "reconnecting"]
+
+
+def placement_key(placement: Placement) -> PlacementKey:
+    return (placement.model, placement.neuron)
+
+
+@dataclass(slots=True)
+class Connection:
+    """Where the stream stands; the header renders it."""
+
+    status: ConnectionStatus = "connecting"
+    since: float | None = None  # connected: when; otherwise when the data went stale
+    retry_at: float | None = None  # reconnecting: when the next attempt starts
+    error: str | None = None  # why the last attempt failed
+    attempts: int = 0  # failed attempts since the last success
+
+
+@dataclass(slots=True)
+class Changes:
+    """What moved since the UI last looked. ``reset``: everything may have."""
+
+    reset: bool = False
+    neurons: set[str] = field(default_factory=set)
+    placements: set[PlacementKey] = field(default_factory=set)
+    catalogue: bool = False
+    log: list[LogEntry] = field(default_factory=list)
+    connection: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.reset
+            or self.neurons
+            or self.placements
+            or self.catalogue
+            or self.log
+            or self.connection
+        )
+
+    @property
+    def fleet(self) -> bool:
+        """Anything the summary line depends on."""
+        return bool(self.reset or self.neurons or self.placements or self.catalogue)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSummary:
+    """The fleet at a glance: the header line and ``--json status``."""
+
+    neurons_up: int
+    neurons_total: int
+    gpus: int
+    cpus: int
+    vram_used: int
+    vram_total: int
+    ram_used: int
+    ram_total: int
+    tokens_per_s: float
+    in_flight: int
+    queued: int
+    models_loaded: int
+    models_loading: int
+    models_failed: int
+    models_available: int
+
+
+class FleetState:
+    """Neurons, placements, catalogue and the event log, plus per-placement tok/s history."""
+
+    def __init__(self, *, history: int = 40, log_size: int = 500, sample_every: float = 1.0):
+        self.neurons: dict[str, FleetNeuron] = {}
+        self.placements: dict[PlacementKey, Placement] = {}
+        self.catalogue: dict[str, CatalogueEntry] = {}
+        self.log: deque[LogEntry] = deque(maxlen=log_size)
+        self.history: dict[PlacementKey, deque[float]] = {}
+        self.connection = Connection()
+        self.snapshot_time: float | None = None
+        self.events_applied = 0
+        self._history_size = history
+        self._sample_every = sample_every
+        self._last_sample: float | None = None
+        self._changes = Changes(reset=True, connection=True)
+
+    # ------------------------------------------------------------------ writing
+
+    def apply(self, event: FleetEvent) -> None:
+        """Fold one event from ``GET /fleet/events`` into the state."""
+        self.events_applied += 1
+        changes = self._changes
+        if isinstance(event, SnapshotEvent):
+            self.apply_snapshot(event.snapshot)
+        elif isinstance(event, NeuronUpdate):
+            self.neurons[event.neuron.name] = event.neuron
+            changes.neurons.add(event.neuron.name)
+        elif isinstance(event, PlacementUpdate):
+            key = placement_key(event.placement)
+            self.placements[key] = event.placement
+            self.history.setdefault(key, deque(maxlen=self._history_size))
+            changes.placements.add(key)
+        elif isinstance(event, PlacementRemoved):
+            key = (event.model, event.neuron)
+            self.placements.pop(key, None)
+            self.history.pop(key, None)
+            changes.placements.add(key)
+        elif isinstance(event, CatalogueUpdate):
+            self.catalogue = {entry.id: entry for entry in event.catalogue}
+            changes.catalogue = True
+        elif isinstance(event, LogEvent):
+            self.add_log(event.entry)
+
+    def apply_snapshot(self, snapshot: FleetSnapshot) -> None:
+        """Replace everything; tok/s history survives for placements that still exist."""
+        self.snapshot_time = snapshot.time
+        self.neurons = {n.name: n for n in snapshot.neurons}
+        placements = {placement_key(p): p for p in snapshot.placements}
+        self.history = {
+            key: self.history.get(key, deque(maxlen=self._history_size)) for key in placements
+        }
+        self.placements = placements
+        self.catalogue = {entry.id: entry for entry in snapshot.catalogue}
+        self._changes.reset = True
+
+    def add_log(self, entry: LogEntry) -> None:
+        self.log.append(entry)
+        self._changes.log.append(entry)
+
+    def sample(self, now: float) -> None:
+        """Append every placement's current tok/s to its history, at most once per period."""
+        if self._last_sample is not None and now - self._last_sample < self._sample_every:
+            return
+        self._last_sample = now
+        for key, placement in self.placements.items():
+            history = self.history.setdefault(key, deque(maxlen=self._history_size))
+            history.append(placement.tokens_per_s)
+            self._changes.placements.add(key)
+
+    # Connection state: written by the stream worker, shown in the header.
+
+    def connected(self, now: float) -> None:
+        was = self.connection.status
+        self.connection = Connection(status="connected", since=now)
+        self._changes.connection = True
+        if was == "reconnecting":
+            self.add_log(LogEntry(time=now, kind="info", message="reconnected to the gateway"))
+
+    def disconnected(self, now: float, error: str, retry_in: float) -> None:
+        previous = self.connection
+        stale_since = now if previous.status == "connected" else previous.since or now
+        self.connection = Connection(
+            status="reconnecting",
+            since=stale_since,
+            retry_at=now + retry_in,
+            error=error,
+            attempts=previous.attempts + 1,
+        )
+        self._changes.connection = True
+        if previous.status == "connected" or previous.attempts == 0:
+            self.add_log(
+                LogEntry(
+                    time=now,
+                    kind="error",
+                    level="error",
+                    message=f"lost the gateway's event stream: {error}",
+                )
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def take_changes(self) -> Changes:
+        changes, self._changes = self._changes, Changes()
+        return changes
+
+    def summary(self) -> FleetSummary:
+        return summarize(self.neurons.values(), self.placements.values(), len(self.catalogue))
+
+    def placements_of(self, neuron: str) -> list[Placement]:
+        return [p for (_, n), p in self.placements.items() if n == neuron]
+
+    def placements_for(self, model: str) -> list[Placement]:
+        return [p for (m, _), p in self.placements.items() if m == model]
+
+    def is_pinned(self, model: str) -> bool:
+        entry = self.catalogue.get(model)
+        if entry is not None:
+            return entry.pinned
+        return any(p.pinned for p in self.placements_for(model))
+
+    def to_snapshot(self) -> FleetSnapshot:
+        return FleetSnapshot(
+            time=self.snapshot_time or 0.0,
+            neurons=list(self.neurons.values()),
+            placements=list(self.placements.values()),
+            catalogue=list(self.catalogue.values()),
+        )
+
+
+def summarize(neurons, placements, catalogue_size: int) -> FleetSummary:
+    neurons = list(neurons)
+    placements = list(placements)
+    gpus = cpus = vram_used = vram_total = ram_used = ram_total = 0
+    for neuron in neurons:
+        if not neuron.up:
+            continue
+        for device in neuron.devices:
+            if is_gpu(device):
+                gpus += 1
+                vram_used += device.memory_used
+                vram_total += device.memory_total
+            else:
+                cpus += 1
+                ram_used += device.memory_used
+                ram_total += device.memory_total
+    states = [p.state for p in placements]
+    return FleetSummary(
+        neurons_up=sum(1 for n in neurons if n.up),
+        neurons_total=len(neurons),
+        gpus=gpus,
+        cpus=cpus,
+        vram_used=vram_used,
+        vram_total=vram_total,
+        ram_used=ram_used,
+        ram_total=ram_total,
+        tokens_per_s=sum(p.tokens_per_s for p in placements),
+        in_flight=sum(p.in_flight for p in placements),
+        queued=sum(p.queued for p in placements),
+        models_loaded=states.count("loaded"),
+        models_loading=states.count("loading"),
+        models_failed=states.count("failed"),
+        models_available=catalogue_size,
+    )
+
+
+def is_gpu(device: Device) -> bool:
+    return device.kind != "cpu"

@@ -1,0 +1,1 @@
+"""Widgets of the console: header, tables, event log and the cells they draw."""

@@ -1,0 +1,98 @@
+"""Rich text for table cells and the header: bars, states and figures, coloured by level."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from cortex.common.fleet import FleetNeuron, LogEntry, Placement
+from cortex.common.neuron import Device
+from cortex.console import format as fmt
+from cortex.console.format import Level, Thresholds
+
+LEVEL_STYLE: dict[Level, str] = {"ok": "green", "warn": "yellow", "crit": "bold red"}
+
+LOG_STYLE = {
+    "load": "green",
+    "unload": "cyan",
+    "evict": "magenta",
+    "pin": "blue",
+    "unpin": "blue",
+    "neuron_up": "green",
+    "neuron_down": "bold red",
+    "error": "bold red",
+    "info": "dim",
+}
+
+
+def meter(used: float, total: float, thresholds: Thresholds, width: int = 12) -> Text:
+    """``██████▍░░░░ 53%``: a bar coloured green, yellow or red by how full it is."""
+    if total <= 0:
+        return Text("-", style="dim")
+    pct = fmt.percent(used, total)
+    style = LEVEL_STYLE[fmt.level(pct, thresholds)]
+    filled = fmt.bar_fill(pct / 100, width)
+    text = Text(filled, style=style)
+    text.append("░" * (width - len(filled)), style="dim")
+    text.append(f" {pct:3.0f}%", style=style)
+    return text
+
+
+def figure(value: float | None, unit: str, thresholds: Thresholds) -> Text:
+    """A reading such as utilisation or temperature; ``-`` where the device has none."""
+    if value is None:
+        return Text("-", style="dim")
+    return Text(f"{value:.0f}{unit}", style=LEVEL_STYLE[fmt.level(value, thresholds)])
+
+
+def neuron_status(neuron: FleetNeuron) -> Text:
+    if neuron.up:
+        return Text("● up", style="green")
+    return Text("○ down", style="bold red")
+
+
+def neuron_name(neuron: FleetNeuron) -> Text:
+    return Text(neuron.name, style="bold" if neuron.up else "dim")
+
+
+def device_name(device: Device, up: bool) -> Text:
+    return Text(f" └ {device.id}", style="" if up else "dim")
+
+
+def placement_state(placement: Placement, width: int = 10) -> Text:
+    """``loaded``, or a progress bar with the stage while loading."""
+    if placement.state == "loading":
+        progress = placement.progress
+        fraction = progress.fraction if progress else 0.0
+        filled = fmt.bar_fill(fraction, width)
+        text = Text(filled, style="yellow")
+        text.append("░" * (width - len(filled)), style="dim")
+        text.append(f" {fraction * 100:3.0f}%", style="yellow")
+        if progress is not None and progress.stage not in ("loading", "loaded"):
+            text.append(f" {progress.stage}", style="dim")
+        return text
+    if placement.state == "loaded":
+        return Text("loaded", style="green")
+    if placement.state == "failed":
+        text = Text("failed", style="bold red")
+        if placement.error:
+            text.append(f" {placement.error}", style="red")
+        return text
+    return Text(placement.state, style="dim")
+
+
+def pinned(is_pinned: bool) -> Text:
+    return Text("pinned", style="bold blue") if is_pinned else Text("")
+
+
+def log_line(entry: LogEntry) -> Text:
+    """``12:03:04 evict   demo-small on a (lru): ...`` for the event log."""
+    style = "bold red" if entry.level == "error" else LOG_STYLE.get(entry.kind, "")
+    if entry.level == "warning" and entry.kind not in ("evict", "neuron_down"):
+        style = "yellow"
+    text = Text(fmt.clock(entry.time), style="dim")
+    text.append(f" {entry.kind:<11}", style=style)
+    text.append(" ")
+    text.append(entry.message, style="red" if entry.level == "error" else "")
+    if entry.reason and entry.reason not in entry.message:
+        text.append(f" (reason: {entry.reason})", style="magenta")
+    return text
