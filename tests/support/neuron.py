@@ -1,0 +1,220 @@
+"""Start a real ``cortex-neuron`` for a test, and drive it.
+
+    from support.neuron import start_neuron
+
+    with start_neuron(demo_models.root, tmp_path) as neuron:
+        neuron.load("demo-tiny")                      # waits until loaded
+        client = openai.OpenAI(base_url=neuron.url + "/v1", api_key=neuron.token or "x")
+        ...
+
+``start_neuron`` writes a neuron.toml (models dir, memory budget, token, queue and
+concurrency limits, anything else via ``settings``) into ``work_dir``, starts the daemon
+on a free loopback port, waits for ``/health``, and at the end stops it and every
+worker process it started (SIGTERM, then SIGKILL). The daemon's log goes to
+``work_dir / "neuron.log"``; ``neuron.log_text()`` returns it (handy in assertion
+messages). Works as a context manager inside fixtures of any scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from support.ports import free_port
+
+STARTUP_TIMEOUT_S = 60.0
+LOAD_TIMEOUT_S = 180.0
+
+
+@dataclass
+class NeuronProcess:
+    url: str
+    port: int
+    token: str
+    work_dir: Path
+    process: subprocess.Popen
+    children: set[int] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ http
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def client(self, timeout: float = 120.0) -> httpx.Client:
+        """An httpx client on the neuron's URL, with the token when one is set."""
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.get(path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.post(path, json=json, **kwargs)
+
+    def status(self) -> dict[str, Any]:
+        response = self.get("/status")
+        response.raise_for_status()
+        return response.json()
+
+    # ------------------------------------------------------------------ models
+
+    def load(self, model: str, timeout: float = LOAD_TIMEOUT_S, **options: Any) -> dict[str, Any]:
+        """Load ``model`` (id or path) and wait until it is loaded; returns the LoadedModel."""
+        with self.client(timeout=timeout) as client:
+            response = client.post("/models/load", json={"model": model, **options})
+        if response.status_code != 200:
+            raise AssertionError(
+                f"load of {model} failed: {response.status_code} {response.text}\n"
+                f"--- neuron log ---\n{self.log_text()[-4000:]}"
+            )
+        loaded = response.json()
+        if loaded.get("pid"):
+            self.children.add(loaded["pid"])
+        return loaded
+
+    def unload(self, model: str) -> dict[str, Any]:
+        response = self.post("/models/unload", json={"model": model})
+        response.raise_for_status()
+        return response.json()
+
+    def loaded(self, model: str) -> dict[str, Any] | None:
+        return next((m for m in self.status()["loaded"] if m["id"] == model), None)
+
+    def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.05) -> Any:
+        """Poll ``predicate()`` until it returns something truthy, or fail at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            time.sleep(interval)
+
+    # ------------------------------------------------------------------ process
+
+    def log_text(self) -> str:
+        path = self.work_dir / "neuron.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the daemon and every process it started."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.children |= {c.pid for c in psutil.Process(self.process.pid).children(True)}
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        for pid in self.children:
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                proc = psutil.Process(pid)
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def write_config(
+    path: Path,
+    *,
+    models_dir: Path,
+    port: int,
+    token: str = "",
+    settings: dict[str, Any] | None = None,
+) -> Path:
+    values: dict[str, Any] = {
+        "name": "test-neuron",
+        "listen": f"127.0.0.1:{port}",
+        "models_dir": str(models_dir),
+        "token": token,
+        "prewarm_worker": False,
+        "cpu_threads": 1,
+        "log_level": "info",
+    }
+    values.update(settings or {})
+    lines = ["[neuron]"]
+    for key, value in values.items():
+        lines.append(f"{key} = {_toml(value)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+@contextlib.contextmanager
+def start_neuron(
+    models_dir: Path,
+    work_dir: Path,
+    *,
+    token: str = "",
+    settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[NeuronProcess]:
+    """A running neuron on a free loopback port (see the module docstring).
+
+    ``settings`` are extra ``[neuron]`` keys of neuron.toml, e.g.
+    ``{"max_queue": 1, "max_concurrency": 1, "memory_budget": "4GiB"}``. Defaults for
+    tests: no spare worker (``prewarm_worker = false``) and one torch thread per worker.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = write_config(
+        work_dir / "neuron.toml", models_dir=models_dir, port=port, token=token, settings=settings
+    )
+    log = (work_dir / "neuron.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cortex.services.neuron.cli", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    neuron = NeuronProcess(
+        url=f"http://127.0.0.1:{port}", port=port, token=token, work_dir=work_dir, process=process
+    )
+    try:
+        _wait_healthy(neuron)
+        yield neuron
+    finally:
+        neuron.stop()
+        log.close()
+
+
+def _wait_healthy(neuron: NeuronProcess) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if neuron.process.poll() is not None:
+            raise RuntimeError(
+                f"cortex-neuron exited with {neuron.process.returncode}:\n{neuron.log_text()}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(neuron.url + "/health", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"cortex-neuron did not answer /health in time:\n{neuron.log_text()}")
