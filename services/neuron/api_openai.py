@@ -28,6 +28,7 @@ from cortex.common.openai import (
 )
 from cortex.services.neuron.http_support import request_id
 from cortex.services.neuron.manager import ModelManager
+
 # project imported lazily until it lands
 from cortex.services.neuron.pipeline.events import Finish
 from cortex.services.neuron.requests import RequestHandle, new_request_id

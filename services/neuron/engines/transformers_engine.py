@@ -55,10 +55,10 @@ def torch_dtype_for(device: str, config_dtype: str | None) -> torch.dtype:
 
 
 class TransformersEngine:
-    def __init__(self, options: EngineOptions, sampler_factory, constraint_driver=None) -> None:
+    def __init__(self, options: EngineOptions, sampler_factory) -> None:
         self.options = options
-        self._sampler_factory = sampler_factory  # (params, vocab_size, prompt_ids=) -> sampler
-        self._constraint_driver = constraint_driver  # (constraint, logits, sampler, ids) -> id
+        # (params, vocab_size, prompt_ids, constraint) -> an object with sample(logits, ids)
+        self._sampler_factory = sampler_factory
         self.device = (options.devices or ["cpu"])[0]
         self.model: Any = None
         self.capabilities: Capabilities | None = None
@@ -119,7 +119,7 @@ class TransformersEngine:
 
         assert self.capabilities is not None
         sampler = self._sampler_factory(
-            seq.params, self.capabilities.vocab_size, prompt_ids=seq.prompt_ids
+            seq.params, self.capabilities.vocab_size, seq.prompt_ids, seq.constraint
         )
         self._running[seq.id] = _Running(seq=seq, cache=DynamicCache(), sampler=sampler)
 
@@ -163,8 +163,6 @@ class TransformersEngine:
         return out.logits[0, -1].float()
 
     def _pick(self, run: _Running, logits: torch.Tensor) -> int:
-        if run.seq.constraint is not None and self._constraint_driver is not None:
-            return self._constraint_driver(run.seq.constraint, logits, run.sampler, run.seq)
         return int(run.sampler.sample(logits, run.seq.generated))
 
     # ------------------------------------------------------------------ memory

@@ -18,7 +18,7 @@ from cortex.common.errors import CortexError, decode_body
 from cortex.common.neuron import TokenizeRequest
 from cortex.common.openai import ChatCompletionRequest, CompletionRequest
 from cortex.services.neuron.engines.base import Sequence
-from cortex.services.neuron.pipeline import decode, markers, prompt, sampling
+from cortex.services.neuron.pipeline import constrain, decode, markers, prompt, sampling
 
 
 @dataclass
@@ -56,14 +56,17 @@ class JobFactory:
         built = self.prompts.chat_prompt(
             request.messages, tools=request.tools, add_generation_prompt=True
         )
-        constraint = self._constraint(request)
+        grammar = constrain.request_grammar(request, close_reasoning=built.start_in_reasoning)
+        constraint = None
+        if grammar is not None:
+            constraint = constrain.Constraint(grammar, self.tokenizer, self.eos_ids)
         pipe = decode.TokenPipeline(
             self.tokenizer,
             self.markers,
             stop_strings=params.stop,
             eos_ids=self.eos_ids,
             start_in_reasoning=built.start_in_reasoning,
-            expect_tool_call=constraint is not None,
+            expect_tool_call=constrain.tool_call_forced(request),
         )
         return self._job(rid, list(built.ids), params, "messages", pipe, constraint)
 
@@ -144,13 +147,6 @@ class JobFactory:
             code="invalid_request",
             param="prompt",
         )
-
-    def _constraint(self, request: ChatCompletionRequest) -> Any:
-        try:
-            from cortex.services.neuron.pipeline import constrain
-        except ImportError:  # not landed yet: tool_choice is a hint only
-            return None
-        return constrain.for_request(request, self.tokenizer, self.markers, self.eos_ids)
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:

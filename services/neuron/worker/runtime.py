@@ -185,9 +185,16 @@ def build_engine(load: p.Load):
 
         return ExLlamaV2Engine(options)
     from cortex.services.neuron.engines.transformers_engine import TransformersEngine
-    from cortex.services.neuron.pipeline import sampling
 
-    return TransformersEngine(options, sampling.Sampler)
+    return TransformersEngine(options, make_sampler)
+
+
+def make_sampler(params, vocab_size: int, prompt_ids, constraint):
+    """The pipeline's sampler; wrapped by the constraint when the output is constrained."""
+    from cortex.services.neuron.pipeline import constrain, sampling
+
+    sampler = sampling.Sampler(params, vocab_size, prompt_ids=prompt_ids)
+    return sampler if constraint is None else constrain.ConstrainedSampler(sampler, constraint)
 
 
 def prewarm() -> list[str]:
