@@ -90,7 +90,7 @@ def log_line(entry: LogEntry) -> Text:
     if entry.level == "warning" and entry.kind not in ("evict", "neuron_down"):
         style = "yellow"
     text = Text(fmt.clock(entry.time), style="dim")
-    text.append(f" {entry.kind:<11}", style=style)
+    text.append(f" {entry.kind:<12}", style=style)
     text.append(" ")
     text.append(entry.message, style="red" if entry.level == "error" else "")
     if entry.reason and entry.reason not in entry.message:

@@ -1,0 +1,216 @@
+"""The app over a fixed fleet (no gateway): diffs, keys, readonly, filter, palette, quit."""
+
+from __future__ import annotations
+
+from conftest import small_fleet_state
+from fleets import T0, synthetic_fleet
+
+from cortex.common.fleet import Placement, PlacementRemoved, PlacementUpdate, SnapshotEvent
+from cortex.console.app import CortexConsole
+from cortex.console.commands import fleet_commands
+from cortex.console.screens.confirm import ConfirmScreen
+from cortex.console.screens.detail import DetailScreen
+from cortex.console.screens.help import HelpScreen
+from cortex.console.screens.load import LoadScreen
+from cortex.console.state import FleetState
+
+SIZE = (140, 42)
+
+
+def console(state=None, **kwargs) -> CortexConsole:
+    return CortexConsole(
+        gateway="http://gateway.test:31313",
+        state=state or small_fleet_state(),
+        clock=lambda: T0,
+        follow=False,
+        **kwargs,
+    )
+
+
+def cell(table, row_key: str, column: str) -> str:
+    return table.get_cell(row_key, column).plain
+
+
+async def test_tables_show_every_neuron_device_and_placement():
+    app = console()
+    async with app.run_test(size=SIZE):
+        assert app.nodes.row_keys == [
+            "n:alpha",
+            "d:alpha:cuda:0",
+            "d:alpha:cuda:1",
+            "n:beta",
+            "d:beta:cpu",
+            "n:gamma",
+        ]
+        assert app.models.row_keys == [
+            "demo-tiny@beta",
+            "llama-3.1-8b@alpha",
+            "qwen2.5-coder-7b@alpha",
+        ]
+        assert cell(app.models, "llama-3.1-8b@alpha", "state").endswith(" 41%")
+        assert cell(app.models, "qwen2.5-coder-7b@alpha", "pin") == "pinned"
+        assert cell(app.nodes, "d:alpha:cuda:1", "memory").endswith(" 95%")
+        assert cell(app.nodes, "n:gamma", "device") == "connection refused"
+
+
+async def test_a_flush_updates_only_changed_cells_without_rebuilding():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        app.models.move_cursor(row=2)
+        rebuilds = app.models.rebuilds
+        busy = Placement(
+            model="qwen2.5-coder-7b",
+            neuron="alpha",
+            state="loaded",
+            devices=["cuda:0"],
+            in_flight=7,
+            tokens_per_s=150.0,
+        )
+        app.state.apply(PlacementUpdate(busy))
+        app.flush()
+        await pilot.pause()
+        assert cell(app.models, "qwen2.5-coder-7b@alpha", "in_flight") == "7"
+        assert cell(app.models, "qwen2.5-coder-7b@alpha", "tps") == "150"
+        assert app.models.rebuilds == rebuilds
+        assert app.models.selected_key == "qwen2.5-coder-7b@alpha"
+        header = str(app.query_one("#header").render())
+        assert "162 tok/s" in header and "7 in flight" in header  # 150 + 12.5 on beta
+
+
+async def test_placements_come_and_go_and_the_cursor_stays_on_its_row():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        app.models.move_cursor(row=2)  # qwen2.5-coder-7b@alpha
+        app.state.apply(PlacementUpdate(Placement(model="aaa", neuron="beta", state="loading")))
+        app.flush()
+        await pilot.pause()
+        assert app.models.row_keys[0] == "aaa@beta"
+        assert app.models.selected_key == "qwen2.5-coder-7b@alpha"
+        app.state.apply(PlacementRemoved(model="demo-tiny", neuron="beta"))
+        app.flush()
+        await pilot.pause()
+        assert "demo-tiny@beta" not in app.models.row_keys
+        assert app.models.selected_key == "qwen2.5-coder-7b@alpha"
+        assert "demo-tiny" not in cell(app.nodes, "n:beta", "models")
+
+
+async def test_log_entries_reach_the_event_log():
+    app = console()
+    async with app.run_test(size=SIZE):
+        assert app.event_log.lines_written == 5
+        text = "\n".join(strip.text for strip in app.event_log.lines)
+        assert "evicted mistral-7b" in text and "(reason: lru)" in text
+
+
+async def test_keys_open_help_details_load_and_unload_confirmation():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.target == ("model", ("demo-tiny", "beta"))
+        await pilot.press("escape")
+        await pilot.press("l")
+        assert isinstance(app.screen, LoadScreen)
+        assert app.screen.selected_model == "demo-tiny", "starts on the selected model"
+        await pilot.press("escape")
+        await pilot.press("u")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "demo-tiny" in app.screen.message and "beta" in app.screen.message
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_enter_on_a_device_row_opens_its_neuron():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        app.nodes.focus()
+        await pilot.press("down", "down", "enter")
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.target == ("neuron", "alpha")
+
+
+async def test_readonly_hides_every_action():
+    app = console(readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        for action in ("load", "unload", "pin"):
+            assert app.check_action(action, ()) is False
+        await pilot.press("l", "u", "p")
+        assert app.screen is app.screen_stack[0], "no dialog opened"
+        footer_keys = {b.key for _, b, enabled, _ in app.active_bindings.values() if b.show}
+        assert not footer_keys & {"l", "u", "p"}
+        titles = [title for title, _, _ in fleet_commands(app)]
+        verbs = {title.split()[0] for title in titles}
+        assert titles and not verbs & {"Load", "Unload", "Pin", "Unpin"}
+
+
+async def test_unload_and_pin_are_disabled_without_a_placement():
+    state = small_fleet_state()
+    state.apply(SnapshotEvent(synthetic_fleet(1, 1, 0)))
+    app = console(state)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.models.row_keys == []
+        assert app.check_action("unload", ()) is None
+        assert app.check_action("pin", ()) is None
+        assert app.check_action("load", ()) is True
+        await pilot.press("u")
+        assert app.screen is app.screen_stack[0]
+
+
+async def test_filter_narrows_both_tables_and_escape_restores():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", "t", "i", "n", "y")
+        assert app.models.row_keys == ["demo-tiny@beta"]
+        assert app.nodes.row_keys == ["n:beta", "d:beta:cpu"]
+        await pilot.press("enter")  # keep the filter, back to the table
+        assert app.focused is app.models
+        assert app.models.row_keys == ["demo-tiny@beta"]
+        await pilot.press("slash", "escape")
+        assert len(app.models.row_keys) == 3 and len(app.nodes.row_keys) == 6
+
+
+async def test_command_palette_offers_the_same_actions():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"unload qwen")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "qwen2.5-coder-7b" in app.screen.message and "alpha" in app.screen.message
+
+
+async def test_q_quits():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+    assert app.return_code == 0
+
+
+async def test_ctrl_c_quits():
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_a_big_fleet_renders_every_row():
+    state = FleetState()
+    state.apply(SnapshotEvent(synthetic_fleet(32, 8, 4)))
+    app = console(state)
+    async with app.run_test(size=SIZE) as pilot:
+        assert len(app.nodes.row_keys) == 32 * 9
+        assert len(app.models.row_keys) == 32 * 4
+        state.apply(SnapshotEvent(synthetic_fleet(32, 8, 4, tick=1)))
+        app.flush()
+        await pilot.pause()
+        assert app.nodes.rebuilds == 0 and app.models.rebuilds == 0, "same keys: no rebuild"
+        expected = synthetic_fleet(1, 8, 1, tick=1).placements[0].requests_total
+        assert cell(app.models, "model-00@node00", "served") == str(expected)
