@@ -384,7 +384,7 @@ class Scheduler:
         profile = self.settings.profiles.get(model)
         return view.has_file(profile.neuron_path if profile else model)
 
-    def _allowed(self, view: NeuronView, model: str) -> bool:
+    def allowed(self, view: NeuronView, model: str) -> bool:
         profile = self.settings.profiles.get(model)
         return profile is None or not profile.neurons or view.name in profile.neurons
 
@@ -406,7 +406,7 @@ class Scheduler:
             available = [
                 v.name
                 for v in self.neurons.values()
-                if self._file(v, model) is not None and self._allowed(v, model)
+                if self._file(v, model) is not None and self.allowed(v, model)
             ]
             loaded = [r.neuron for r in self.placements_of(model) if r.state == "loaded"]
             memory = None
@@ -634,7 +634,7 @@ class Scheduler:
                     name=view.name,
                     up=view.up and view.name not in exclude,
                     has_model=file is not None,
-                    allowed=self._allowed(view, model),
+                    allowed=self.allowed(view, model),
                     devices=tuple(devices),
                 )
             )

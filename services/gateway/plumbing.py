@@ -1,0 +1,110 @@
+"""Request plumbing shared by the OpenAI and Anthropic routes.
+
+Reading the little of a body the gateway needs, resolving the model name, request ids,
+the headers sent upstream, and running a non-stream request so that a client that
+hangs up cancels it (and with it the upstream request, or its place in the queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import msgspec
+from litestar import Request
+
+from cortex.common.errors import CortexError, invalid_body
+from cortex.services.gateway.scheduler import unknown_model_message
+
+T = TypeVar("T")
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class RequestHead(msgspec.Struct):
+    """The fields of an OpenAI request the gateway routes on; the rest passes untouched."""
+
+    model: str
+    stream: bool = False
+
+
+_head_decoder = msgspec.json.Decoder(RequestHead)
+
+
+def parse_head(body: bytes) -> RequestHead:
+    if not body.strip():
+        raise CortexError(400, "Request body is empty: send a JSON object.", code="invalid_request")
+    try:
+        return _head_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise invalid_body(exc) from None
+
+
+def replace_model(body: bytes, model: str) -> bytes:
+    """The body with its ``model`` replaced (only when an alias was resolved)."""
+    data = msgspec.json.decode(body)
+    data["model"] = model
+    return msgspec.json.encode(data)
+
+
+def request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "").strip()
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return f"req-{uuid.uuid4().hex[:20]}"
+
+
+def upstream_headers(request_id: str, stream: bool) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
+        "x-request-id": request_id,
+    }
+
+
+def resolve_model(gateway, name: str) -> str:
+    """The model id behind a client's model name (aliases applied); 404 if the fleet lacks it."""
+    scheduler = gateway.scheduler
+    model = scheduler.resolve(name)
+    if not scheduler.model_known(model):
+        shown = name if model == name else f"{name}' (alias of '{model}"
+        raise CortexError(
+            404,
+            unknown_model_message(shown, scheduler.model_ids()),
+            code="model_not_found",
+            param="model",
+        )
+    return model
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work``; if the client hangs up first, cancel it and raise :class:`ClientGone`."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise ClientGone

@@ -1,0 +1,312 @@
+"""Getting a request to a neuron and its answer back, measured on the way.
+
+* :func:`obtain` turns a scheduler ticket into an open upstream response: it waits for a
+  cold load if needed (yielding keepalives for streams meanwhile), opens the request, and
+  when the neuron is unreachable before answering marks it down and retries once on
+  another neuron that can serve the model (which may mean a cold load there).
+* :class:`Meter` reads the bytes going by without parsing every event: the first token's
+  time (TTFT), and the final usage / timings found in the last chunks.
+* :func:`relay` streams the upstream bytes to the client unchanged; a client that leaves
+  closes the upstream connection (the neuron then cancels); a neuron that dies mid-stream
+  ends the client's stream with an error event in its dialect instead of a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import anyio
+import httpx
+import msgspec
+
+from cortex.common.errors import CortexError
+from cortex.common.openai import Timings, Usage
+from cortex.services.gateway.neuron_client import NeuronUnreachable
+from cortex.services.gateway.state import Lease, Waiter
+
+# The first chunk carrying generated output (not the role-only opening chunk).
+_FIRST_TOKEN = re.compile(rb'"(?:content|reasoning_content|text)":"(?!")|"tool_calls":\[')
+_DONE = b"data: [DONE]"
+
+
+class _Figures(msgspec.Struct):
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+_figures = msgspec.json.Decoder(_Figures)
+
+
+class Meter:
+    """What one request cost, measured at the gateway."""
+
+    __slots__ = (
+        "endpoint",
+        "events",
+        "first_token_at",
+        "gateway",
+        "model",
+        "reported",
+        "started",
+        "tail",
+    )
+
+    def __init__(self, gateway, model: str, endpoint: str, started: float) -> None:
+        self.gateway = gateway
+        self.model = model
+        self.endpoint = endpoint
+        self.started = started
+        self.first_token_at: float | None = None
+        self.events = 0
+        self.tail: deque[bytes] = deque(maxlen=4)
+        self.reported = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.first_token_at is None and _FIRST_TOKEN.search(chunk):
+            self.first_token_at = time.perf_counter()
+        self.events += chunk.count(b"data:")
+        self.tail.append(chunk)
+
+    @property
+    def saw_done(self) -> bool:
+        return _DONE in b"".join(self.tail)[-64:]
+
+    def _stream_figures(self) -> _Figures:
+        events = b"".join(self.tail).split(b"\n\n")
+        for raw in reversed(events):
+            raw = raw.strip()
+            if not raw.startswith(b"data: {") or (
+                b'"usage"' not in raw and b'"timings"' not in raw
+            ):
+                continue
+            try:
+                figures = _figures.decode(raw[6:])
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if figures.usage is not None or figures.timings is not None:
+                return figures
+        return _Figures()
+
+    def report(self, status: int, neuron: str = "", body: bytes | None = None) -> None:
+        """Record the request in metrics, once."""
+        if self.reported:
+            return
+        self.reported = True
+        end = time.perf_counter()
+        figures = _Figures()
+        if body is not None:
+            if status == 200:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                    figures = _figures.decode(body)
+        elif self.tail:
+            figures = self._stream_figures()
+        prompt = completion = 0
+        rate = None
+        ttft = None
+        if figures.usage is not None:
+            prompt, completion = figures.usage.prompt_tokens, figures.usage.completion_tokens
+        if figures.timings is not None:
+            timings = figures.timings
+            prompt = prompt or timings.prompt_tokens
+            completion = completion or timings.completion_tokens
+            rate = timings.decode_tokens_per_s or None
+        if body is None and self.first_token_at is not None:
+            ttft = self.first_token_at - self.started
+            if not completion:
+                completion = max(0, self.events - 2)  # role chunk and [DONE] carry no token
+            if rate is None and completion > 1 and end > self.first_token_at:
+                rate = (completion - 1) / (end - self.first_token_at)
+        elif body is not None and figures.timings is not None and figures.timings.ttft_ms:
+            # Not observable without a stream: everything but the neuron's decode time.
+            decode_s = (figures.timings.total_ms - figures.timings.ttft_ms) / 1000
+            ttft = max(0.0, end - self.started - decode_s)
+        self.gateway.metrics.observe_request(
+            model=self.model,
+            neuron=neuron,
+            endpoint=self.endpoint,
+            status=status,
+            seconds=end - self.started,
+            ttft=ttft,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            decode_rate=rate,
+        )
+
+
+@dataclass
+class Upstream:
+    """Filled by :func:`obtain`: the lease held and the open upstream response."""
+
+    lease: Lease | None = None
+    response: httpx.Response | None = None
+
+
+async def decide(gateway, model: str, request_id: str, exclude=frozenset()) -> Lease | Waiter:
+    """Ask the scheduler; a Lease now, a queued Waiter, or a CortexError (503, 404...)."""
+    waiter = gateway.scheduler.acquire(model, request_id, exclude)
+    try:
+        decision = await waiter.decision
+    except asyncio.CancelledError:
+        gateway.scheduler.abandon(waiter)
+        raise
+    if decision is None:
+        return waiter
+    waiter.consumed = True
+    return decision
+
+
+async def _wait(
+    gateway, waiter: Waiter, deadline: float, keepalive: Callable[[], bytes] | None
+) -> AsyncIterator[bytes | Lease]:
+    interval = gateway.settings.config.gateway.keepalive_interval_s
+    try:
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                timeout = gateway.settings.config.gateway.load_timeout_s
+                raise CortexError(
+                    503,
+                    f"Model '{waiter.model}' was not ready within {timeout:.0f}s "
+                    "(gateway.load_timeout_s); it may still be loading: retry shortly, or "
+                    "check GET /fleet for its state.",
+                    code="model_load_timeout",
+                    retry_after=5,
+                )
+            step = min(remaining, interval) if keepalive is not None else remaining
+            done, _ = await asyncio.wait({waiter.granted}, timeout=step)
+            if done:
+                lease = waiter.granted.result()  # raises the scheduler's CortexError
+                waiter.consumed = True
+                yield lease
+                return
+            if keepalive is not None:
+                yield keepalive()
+    except BaseException:
+        if not waiter.consumed:
+            gateway.scheduler.abandon(waiter)
+        raise
+
+
+async def obtain(
+    gateway,
+    ticket: Lease | Waiter,
+    *,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    out: Upstream,
+    started: float,
+    keepalive: Callable[[], bytes] | None = None,
+) -> AsyncIterator[bytes]:
+    """Wait (yielding keepalives), lease, open; retry once elsewhere if the neuron is gone.
+
+    On return ``out`` holds the lease and the response (whatever its status). Raises
+    CortexError when the model cannot be served.
+    """
+    deadline = started + gateway.settings.config.gateway.load_timeout_s
+    model = ticket.model
+    request_id = ticket.request_id
+    exclude: frozenset[str] = frozenset()
+    for attempt in (1, 2):
+        if isinstance(ticket, Waiter):
+            lease = None
+            async for item in _wait(gateway, ticket, deadline, keepalive):
+                if isinstance(item, Lease):
+                    lease = item
+                else:
+                    yield item
+            assert lease is not None
+        else:
+            lease = ticket
+        out.lease = lease
+        try:
+            out.response = await gateway.pool[lease.neuron].open(path, body, headers)
+            return
+        except NeuronUnreachable as exc:
+            out.lease = None
+            gateway.scheduler.release(lease)
+            gateway.scheduler.neuron_unhealthy(lease.neuron, str(exc), definitive=True)
+            if attempt == 2:
+                raise CortexError(
+                    503,
+                    f"Model '{model}' could not be served: {exc}, and the retry failed too. "
+                    "Check the neurons (GET /fleet).",
+                    code="neuron_unreachable",
+                ) from None
+            gateway.metrics.retries.labels(lease.neuron).inc()
+            exclude = exclude | {lease.neuron}
+            ticket = await decide(gateway, model, request_id, exclude)
+
+
+async def close_quietly(response: httpx.Response) -> None:
+    """Close an upstream response even while the caller is being cancelled.
+
+    Closing before the body is read drops the connection, which is how the neuron learns
+    that the client left.
+    """
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(Exception):
+            await response.aclose()
+
+
+async def relay(
+    gateway,
+    upstream: Upstream,
+    meter: Meter,
+    *,
+    translate: Callable[[bytes], bytes] | None = None,
+    finish: Callable[[], bytes] | None = None,
+    fail: Callable[[CortexError], bytes],
+) -> AsyncIterator[bytes]:
+    """Stream the upstream body to the client; release the lease and measure at the end.
+
+    ``translate`` rewrites each chunk (Anthropic); by default bytes pass unchanged.
+    ``finish`` gives the bytes that close a translated stream. ``fail`` renders an error
+    event in the client's dialect.
+    """
+    response, lease = upstream.response, upstream.lease
+    assert response is not None and lease is not None
+    status = 200
+    try:
+        async for chunk in response.aiter_raw():
+            meter.feed(chunk)
+            data = translate(chunk) if translate is not None else chunk
+            if data:
+                yield data
+        if finish is not None:
+            tail = finish()
+            if tail:
+                yield tail
+        elif not meter.saw_done:
+            status = 502
+            yield fail(
+                CortexError(
+                    502,
+                    f"Neuron '{lease.neuron}' ended the stream before it finished; the answer "
+                    "is incomplete.",
+                    code="upstream_incomplete",
+                )
+            )
+    except httpx.HTTPError as exc:
+        status = 502
+        yield fail(
+            CortexError(
+                502,
+                f"Neuron '{lease.neuron}' failed mid-stream ({exc or type(exc).__name__}); "
+                "the answer is incomplete. Retry the request.",
+                code="upstream_failed",
+            )
+        )
+    except (asyncio.CancelledError, GeneratorExit):
+        status = 499  # the client left; closing the upstream below cancels the neuron
+        raise
+    finally:
+        await close_quietly(response)
+        gateway.scheduler.release(lease)
+        meter.report(status, lease.neuron)
