@@ -20,7 +20,12 @@ def to_openai_count(req: a.MessagesBase) -> tuple[list[dict], list[dict] | None]
     names = tool_names(req)
     messages = msgspec.to_builtins(to_openai_messages(req, names))
     tools = to_openai_tools(req, names)
-    return messages, msgspec.to_builtins(tools) if tools else None
+    if not tools:
+        return messages, None
+    # Spelled out: the struct leaves its default ``type`` out, and templates read it.
+    return messages, [
+        {"type": "function", "function": msgspec.to_builtins(tool.function)} for tool in tools
+    ]
 
 
 def to_tokenize_request(req: a.MessagesBase, *, model: str | None = None) -> TokenizeRequest:

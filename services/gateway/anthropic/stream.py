@@ -11,7 +11,7 @@ calls, so a chunk that carries several is split in Anthropic's block order, and 
 chunk carrying content and ``finish_reason`` together is split into the content, then
 the finish. A change of kind closes the open block: a thinking block gets a
 ``signature_delta`` before it closes; tool argument pieces for the open call continue
-its block as ``input_json_delta``.
+its block as ``input_json_delta`` (a call that streamed no arguments gets ``{}``).
 
 Whitespace-only text that would open a block of its own (the newline a model writes
 between ``</think>`` and its answer, or between two tool calls) is held and prepended
@@ -61,6 +61,7 @@ class _ToolCall:
     name: str | None
     block: int | None = None
     pending_arguments: list[str] = field(default_factory=list)
+    sent_arguments: bool = False
 
 
 @dataclass(slots=True)
@@ -271,6 +272,7 @@ class StreamTranslator:
                 out.append(self.error(_INTERLEAVED))
             return
         if arguments:
+            call.sent_arguments = True
             out.append(self._delta(a.InputJSONDelta(arguments)))
 
     # ------------------------------------------------------------------ blocks
@@ -303,6 +305,10 @@ class StreamTranslator:
             return
         if block.kind == "thinking":
             out.append(self._delta(a.SignatureDelta(THINKING_SIGNATURE)))
+        elif block.call is not None and not block.call.sent_arguments:
+            # Clients build the input from the deltas alone (Claude Code ignores the
+            # start's input): a call that streamed no arguments gets an empty object.
+            out.append(self._delta(a.InputJSONDelta("{}")))
         out.append(encode_event(a.ContentBlockStop(index=block.index)))
         self._open = None
 
