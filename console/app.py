@@ -261,19 +261,21 @@ class CortexConsole(App[int]):
             return
         model, neuron = key
         placement = self.state.placements.get(key)
-        busy = ""
-        if placement is not None and (placement.in_flight or placement.queued):
-            busy = (
-                f"\n\n{placement.in_flight} request(s) in flight and {placement.queued} "
-                "queued on it will fail."
+        busy = placement is not None and bool(placement.in_flight or placement.queued)
+        question = f"Unload [b]{model}[/b] from neuron [b]{neuron}[/b]?"
+        if busy:
+            assert placement is not None
+            question += (
+                f"\n\nIt is busy: {placement.in_flight} request(s) in flight and "
+                f"{placement.queued} queued will fail."
             )
-        question = f"Unload [b]{model}[/b] from neuron [b]{neuron}[/b]?{busy}"
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.request_action("unload", model, neuron)
+                self.request_action("unload", model, neuron, force=busy)
 
-        self.push_screen(ConfirmScreen("Unload model", question, "Unload"), callback=answered)
+        label = "Unload anyway" if busy else "Unload"
+        self.push_screen(ConfirmScreen("Unload model", question, label), callback=answered)
 
     def action_pin(self) -> None:
         key = self.selected_placement()
@@ -283,7 +285,9 @@ class CortexConsole(App[int]):
         model = key[0]
         self.request_action("unpin" if self.state.is_pinned(model) else "pin", model, None)
 
-    def request_action(self, action: Action, model: str, neuron: str | None) -> None:
+    def request_action(
+        self, action: Action, model: str, neuron: str | None, *, force: bool = False
+    ) -> None:
         if self.readonly:
             return
         if self.client is None:
@@ -292,13 +296,14 @@ class CortexConsole(App[int]):
         where = f" on {neuron}" if neuron and action == "load" else ""
         where = f" from {neuron}" if neuron and action == "unload" else where
         self.notify(f"{action} {model}{where}…", timeout=3)
-        self.perform(action, model, neuron)
+        self.perform(action, model, neuron, force)
 
     @work(group="actions", exit_on_error=False)
-    async def perform(self, action: Action, model: str, neuron: str | None) -> None:
+    async def perform(self, action: Action, model: str, neuron: str | None, force: bool) -> None:
+        """One fleet action; a load waits until done, its progress arrives as events."""
         assert self.client is not None
         try:
-            result = await self.client.act(action, model, neuron)
+            result = await self.client.act(action, model, neuron, force=force)
         except GatewayError as exc:
             self.report_failure(action, model, neuron, exc.message)
             return

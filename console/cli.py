@@ -19,8 +19,8 @@ ACTIONS = ("load", "unload", "pin", "unpin")
 EPILOG = """\
 scripting (prints one JSON document; errors go to stderr as JSON):
   cortex-console --json status|nodes|models|gpus
-  cortex-console --json load MODEL [--neuron N]
-  cortex-console --json unload MODEL [--neuron N]
+  cortex-console --json load MODEL [--neuron N] [--no-wait]
+  cortex-console --json unload MODEL [--neuron N] [--force]
   cortex-console --json pin|unpin MODEL
 exit codes: 0 done, 1 refused by the gateway, 2 bad arguments, 3 gateway unreachable.
 environment: CORTEX_GATEWAY (default gateway URL), CORTEX_TOKEN (admin token).
@@ -104,12 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ACTIONS:
         sub = commands.add_parser(action, help=f"{action} a model and print the result")
         sub.add_argument("model", metavar="MODEL", help="model id, as the catalogue lists it")
-        if action in ("load", "unload"):
+        if action == "load":
             sub.add_argument(
-                "--neuron",
-                metavar="N",
-                help="the neuron to act on (default: the scheduler picks"
-                + (")" if action == "load" else "; unload: every neuron that has it)"),
+                "--neuron", metavar="N", help="where to load it (default: the scheduler picks)"
+            )
+            sub.add_argument(
+                "--no-wait",
+                dest="wait",
+                action="store_false",
+                help="answer once the load has started instead of when it is done",
+            )
+        if action == "unload":
+            sub.add_argument(
+                "--neuron", metavar="N", help="unload from this neuron only (default: all)"
+            )
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="unload even with requests in flight (they fail)",
             )
         _shared(sub, argparse.SUPPRESS)
     return parser
@@ -131,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             token=args.token,
             model=getattr(args, "model", None),
             neuron=getattr(args, "neuron", None),
+            wait=getattr(args, "wait", True),
+            force=getattr(args, "force", False),
             timeout=timeout,
         )
 

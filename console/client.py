@@ -96,18 +96,32 @@ def normalize_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def action_request(action: Action, model: str, neuron: str | None) -> tuple[str, bytes]:
-    """Path and JSON body of ``POST /fleet/models/{model}/{action}``."""
+def action_request(
+    action: Action, model: str, neuron: str | None, *, wait: bool = True, force: bool = False
+) -> tuple[str, dict[str, str], bytes]:
+    """Path, query and JSON body of ``POST /fleet/models/{model}/{action}``.
+
+    ``wait=False`` (load): the gateway answers once the load has started, and its
+    progress follows on the event stream. ``force`` (unload): even with requests in
+    flight, which then fail.
+    """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    if not model:
+        raise ValueError("a model id is required")
     path = f"/fleet/models/{quote(model, safe='')}/{action}"
+    params: dict[str, str] = {}
     if action == "load":
         body: Any = LoadAction(neuron=neuron)
+        if not wait:
+            params["wait"] = "false"
     elif action == "unload":
         body = UnloadAction(neuron=neuron)
+        if force:
+            params["force"] = "true"
     else:
         body = {}
-    return path, msgspec.json.encode(body)
+    return path, params, msgspec.json.encode(body)
 
 
 def error_from_response(response: httpx.Response) -> GatewayError:
@@ -198,6 +212,16 @@ def _parse(response: httpx.Response, type_: type) -> Any:
         ) from None
 
 
+def _parse_result(response: httpx.Response) -> ActionResult:
+    """An action's answer; a refusal that still carries an ActionResult is a result."""
+    if response.is_error:
+        try:
+            return msgspec.json.decode(response.content, type=ActionResult)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise error_from_response(response) from None
+    return _parse(response, ActionResult)
+
+
 class FleetClient:
     """Blocking client for scripts: one call, one answer."""
 
@@ -219,10 +243,19 @@ class FleetClient:
     def snapshot(self) -> FleetSnapshot:
         return _parse(self._send("GET", "/fleet"), FleetSnapshot)
 
-    def act(self, action: Action, model: str, neuron: str | None = None) -> ActionResult:
-        path, body = action_request(action, model, neuron)
+    def act(
+        self,
+        action: Action,
+        model: str,
+        neuron: str | None = None,
+        *,
+        wait: bool = True,
+        force: bool = False,
+    ) -> ActionResult:
+        path, params, body = action_request(action, model, neuron, wait=wait, force=force)
         headers = {"content-type": "application/json"}
-        return _parse(self._send("POST", path, content=body, headers=headers), ActionResult)
+        response = self._send("POST", path, params=params, content=body, headers=headers)
+        return _parse_result(response)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -248,11 +281,19 @@ class AsyncFleetClient:
     async def snapshot(self) -> FleetSnapshot:
         return _parse(await self._send("GET", "/fleet"), FleetSnapshot)
 
-    async def act(self, action: Action, model: str, neuron: str | None = None) -> ActionResult:
-        path, body = action_request(action, model, neuron)
+    async def act(
+        self,
+        action: Action,
+        model: str,
+        neuron: str | None = None,
+        *,
+        wait: bool = True,
+        force: bool = False,
+    ) -> ActionResult:
+        path, params, body = action_request(action, model, neuron, wait=wait, force=force)
         headers = {"content-type": "application/json"}
-        response = await self._send("POST", path, content=body, headers=headers)
-        return _parse(response, ActionResult)
+        response = await self._send("POST", path, params=params, content=body, headers=headers)
+        return _parse_result(response)
 
     async def events(self, read_timeout: float | None = None) -> AsyncIterator[FleetEvent]:
         """``GET /fleet/events`` as decoded events until the stream ends or fails.

@@ -107,6 +107,8 @@ def run(
     token: str | None,
     model: str | None = None,
     neuron: str | None = None,
+    wait: bool = True,
+    force: bool = False,
     timeout: float = 10.0,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -120,7 +122,9 @@ def run(
                 document = query_document(command, client.snapshot(), client.base_url)
                 _print(stdout, document)
                 return EXIT_OK
-            result: ActionResult = client.act(_action(command), model or "", neuron)
+            result: ActionResult = client.act(
+                _action(command), model or "", neuron, wait=wait, force=force
+            )
     except GatewayError as exc:
         _print(stderr, exc.to_json())
         return EXIT_UNREACHABLE if exc.status is None else EXIT_REFUSED

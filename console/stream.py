@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from cortex.console.client import AsyncFleetClient, GatewayError
 from cortex.console.state import FleetState
 
+# The gateway sends `: ping` every 15 s on a quiet stream; three missed means it is gone
+# (a half-open connection never errors by itself).
+READ_TIMEOUT_S = 45.0
+
 
 @dataclass(slots=True)
 class Backoff:
@@ -45,7 +49,7 @@ async def follow_fleet(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     backoff: Backoff | None = None,
-    read_timeout: float | None = None,
+    read_timeout: float | None = READ_TIMEOUT_S,
 ) -> None:
     """Apply every fleet event to ``state``; reconnect with backoff until cancelled."""
     backoff = backoff or Backoff()
