@@ -265,6 +265,16 @@ def _tool_choice(
     choice = req.tool_choice
     if choice is None:
         return None, None
+    if not req.tools:
+        if isinstance(choice, a.ToolChoiceAuto | a.ToolChoiceNone):
+            return None, None  # nothing to choose from: the same as no tools
+        raise CortexError(
+            400,
+            f"tool_choice {{'type': '{type(choice).__struct_config__.tag}'}} asks for a tool "
+            "call, but the request declares no tools: add them to `tools`.",
+            code="invalid_request",
+            param="tool_choice",
+        )
     parallel = False if getattr(choice, "disable_parallel_tool_use", False) else None
     if isinstance(choice, a.ToolChoiceAuto):
         return "auto", parallel

@@ -145,6 +145,18 @@ def test_tool_choice_naming_an_undeclared_tool_is_refused():
     assert "'nope'" in info.value.message and "'get_weather'" in info.value.message
 
 
+@pytest.mark.parametrize("kind", ["auto", "none"])
+def test_auto_or_none_without_tools_is_no_tool_choice(kind):
+    out = to_openai_request(request(tool_choice={"type": kind}))
+    assert out.tool_choice is None and out.tools is None
+
+
+def test_any_without_tools_is_refused():
+    with pytest.raises(CortexError) as info:
+        to_openai_request(request(tool_choice={"type": "any"}))
+    assert info.value.param == "tool_choice" and "declares no tools" in info.value.message
+
+
 def test_sampling_and_stop_fields():
     out = to_openai_request(
         request(temperature=0.2, top_p=0.9, top_k=40, stop_sequences=["\n\nHuman:", "END"])
