@@ -28,8 +28,7 @@ from cortex.common.openai import (
 )
 from cortex.services.neuron.http_support import request_id
 from cortex.services.neuron.manager import ModelManager
-
-# project imported lazily until it lands
+from cortex.services.neuron.pipeline import project
 from cortex.services.neuron.pipeline.events import Finish
 from cortex.services.neuron.requests import RequestHandle, new_request_id
 
@@ -112,8 +111,6 @@ async def _generate(
         rid = new_request_id()
     handle = runtime.admit(endpoint, rid, arrived)
     await handle.start(body)
-    from cortex.services.neuron.pipeline import project
-
     created = now()
     cid = completion_id("chatcmpl" if endpoint == "chat" else "cmpl")
     if stream:
@@ -125,11 +122,7 @@ async def _generate(
     events = await _collect_unless_disconnected(request, handle)
     finish = events[-1] if events and isinstance(events[-1], Finish) else None
     if finish is not None and finish.reason == "error":
-        raise CortexError(
-            finish.error_status if finish.error_status in (502, 503) else 503,
-            f"generation failed: {finish.error}",
-            code="worker_failed",
-        )
+        raise project.finish_error(finish)
     if endpoint == "chat":
         result = project.chat_completion(events, model=model, completion_id=cid, created=created)
     else:
@@ -138,6 +131,9 @@ async def _generate(
 
 
 async def _sse(handle: RequestHandle, projector) -> AsyncIterator[bytes]:
+    opening = getattr(projector, "start", None)
+    if opening is not None:
+        yield opening()  # headers and the role chunk go out before the first token
     async for event in handle.events():
         data = projector.feed(event)
         if data:

@@ -40,15 +40,15 @@ class FakeExLlamaV2Cache:
     pass
 
 
-class FakeExLlamaV2Cache_Q4:  # noqa: N801 (exllamav2's names)
+class FakeExLlamaV2Cache_Q4:
     pass
 
 
-class FakeExLlamaV2Cache_Q6:  # noqa: N801
+class FakeExLlamaV2Cache_Q6:
     pass
 
 
-class FakeExLlamaV2Cache_Q8:  # noqa: N801
+class FakeExLlamaV2Cache_Q8:
     pass
 
 
@@ -59,4 +59,6 @@ FakeExLlamaV2Module = SimpleNamespace(
     ExLlamaV2Cache_Q8=FakeExLlamaV2Cache_Q8,
 )
 FakeExLlamaV2AttnWithPaged = SimpleNamespace(has_flash_attn_with_paged=True)
-FakeExLlamaV2AttnWithoutFlash = SimpleNamespace(has_flash_attn=False, has_flash_attn_with_paged=False)
+FakeExLlamaV2AttnWithoutFlash = SimpleNamespace(
+    has_flash_attn=False, has_flash_attn_with_paged=False
+)

@@ -8,18 +8,18 @@ import sys
 
 import pytest
 import torch
-
-from cortex.common.errors import CortexError
-from cortex.services.neuron.backends import BackendChooser
-from cortex.services.neuron.engines import exllamav2_engine as exl
-from cortex.services.neuron.engines.base import EngineOptions, EngineUnavailable
-from cortex.services.neuron.pipeline.sampling import SamplingParams
 from neuron.fake_exllamav2 import (
     FakeExLlamaV2AttnWithoutFlash,
     FakeExLlamaV2AttnWithPaged,
     FakeExLlamaV2Module,
     FakeExLlamaV2SamplerSettings,
 )
+
+from cortex.common.errors import CortexError
+from cortex.services.neuron.backends import BackendChooser
+from cortex.services.neuron.engines import exllamav2_engine as exl
+from cortex.services.neuron.engines.base import EngineOptions, EngineUnavailable
+from cortex.services.neuron.pipeline.sampling import SamplingParams
 
 
 def test_every_sampler_field_is_set_from_openai_defaults():
