@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cortex-gateway: bad --listen/--metrics-listen: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=section.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
     return 0

@@ -1,0 +1,253 @@
+"""Start a real ``cortex-gateway`` for a test, and drive it.
+
+    from support.gateway import start_gateway
+
+    with start_gateway(tmp_path, neurons={"a": neuron.url}) as gateway:
+        gateway.wait_neurons_up()                    # the gateway has seen every neuron
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x")
+        ...
+
+``start_gateway`` writes a cortex.toml (and a models.toml when ``models`` is given) into
+``work_dir``, starts the gateway on free loopback ports (API and metrics), waits for
+``/health``, and stops it at the end (SIGTERM, then SIGKILL). ``config`` adds or
+overrides sections of cortex.toml, e.g. ``{"auth": {"api_keys": ["k"]}, "eviction":
+{"strategy": "priority"}}``. The state file is ``work_dir / "gateway-state.json"``
+unless ``config`` names another, so starting again on the same ``work_dir`` is a
+restart that keeps API pins. The log is ``work_dir / "gateway.log"`` (``log_text()``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from support.ports import free_port
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    metrics_url: str
+    work_dir: Path
+    process: subprocess.Popen
+    token: str = ""  # sent by get()/post(): an API key or the admin token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def client(self, timeout: float = 120.0, token: str | None = None) -> httpx.Client:
+        token = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.get(path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.post(path, json=json, **kwargs)
+
+    def fleet(self) -> dict[str, Any]:
+        response = self.get("/fleet")
+        response.raise_for_status()
+        return response.json()
+
+    def placements(self, model: str | None = None) -> list[dict[str, Any]]:
+        return [p for p in self.fleet()["placements"] if model is None or p["model"] == model]
+
+    def metrics(self) -> str:
+        return httpx.get(self.metrics_url + "/metrics", timeout=10).text
+
+    def wait_for(self, predicate, timeout: float = 60.0, interval: float = 0.05) -> Any:
+        """Poll ``predicate()`` until it returns something truthy, or fail at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"condition not met within {timeout}s\n--- gateway log ---\n"
+                    f"{self.log_text()[-4000:]}"
+                )
+            time.sleep(interval)
+
+    def wait_neurons_up(self, names: list[str] | None = None, timeout: float = 60.0) -> None:
+        """Wait until the gateway has a status from each neuron (all configured by default)."""
+
+        def up() -> bool:
+            neurons = self.fleet()["neurons"]
+            wanted = names or [n["name"] for n in neurons]
+            state = {n["name"]: n["up"] for n in neurons}
+            return all(state.get(name) for name in wanted)
+
+        self.wait_for(up, timeout=timeout)
+
+    def log_text(self) -> str:
+        path = self.work_dir / "gateway.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def toml_text(tables: dict[str, Any]) -> str:
+    """Enough TOML for cortex.toml and models.toml: scalars, lists, tables, arrays of tables."""
+    lines: list[str] = []
+    top = {k: v for k, v in tables.items() if not isinstance(v, dict | list) or _scalar_list(v)}
+    for key, value in top.items():
+        lines.append(f"{_key(key)} = {_value(value)}")
+    for name, value in tables.items():
+        if name in top:
+            continue
+        if isinstance(value, dict):
+            lines.append(f"\n[{_key(name)}]")
+            for key, item in value.items():
+                lines.append(f"{_key(key)} = {_value(item)}")
+        else:
+            for row in value:
+                lines.append(f"\n[[{_key(name)}]]")
+                for key, item in row.items():
+                    lines.append(f"{_key(key)} = {_value(item)}")
+    return "\n".join(lines) + "\n"
+
+
+def _scalar_list(value: Any) -> bool:
+    return isinstance(value, list) and not any(isinstance(v, dict) for v in value)
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _value(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_config(
+    work_dir: Path,
+    *,
+    neurons: dict[str, str],
+    port: int,
+    metrics_port: int,
+    models: list[dict[str, Any]] | None = None,
+    config: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    gateway: dict[str, Any] = {
+        "listen": f"127.0.0.1:{port}",
+        "metrics_listen": f"127.0.0.1:{metrics_port}",
+        "state_file": str(work_dir / "gateway-state.json"),
+        "keepalive_interval_s": 0.5,
+        "connect_timeout_s": 2.0,
+        "log_level": "info",
+    }
+    if models is not None:
+        (work_dir / "models.toml").write_text(toml_text({"models": models}), encoding="utf-8")
+        gateway["models_file"] = "models.toml"
+    tables: dict[str, Any] = {
+        "gateway": gateway,
+        "health": {"interval_s": 0.5, "missed_beats": 2, "timeout_s": 2.0},
+        "eviction": {"sweep_interval_s": 1.0},
+    }
+    for section, values in (config or {}).items():
+        if isinstance(values, dict):
+            tables.setdefault(section, {}).update(values)
+        else:
+            tables[section] = values
+    tables["neurons"] = [{"name": name, "endpoint": url} for name, url in neurons.items()]
+    if "neurons" in (config or {}):
+        tables["neurons"] = config["neurons"]  # type: ignore[index]
+    path = work_dir / "cortex.toml"
+    path.write_text(toml_text(tables), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def start_gateway(
+    work_dir: Path,
+    *,
+    neurons: dict[str, str],
+    models: list[dict[str, Any]] | None = None,
+    config: dict[str, Any] | None = None,
+    token: str = "",
+    env: dict[str, str] | None = None,
+) -> Iterator[GatewayProcess]:
+    """A running gateway over ``neurons`` (name -> URL); see the module docstring.
+
+    ``token`` is what ``get``/``post`` send (an API key or the admin token).
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port, metrics_port = free_port(), free_port()
+    path = write_config(
+        work_dir,
+        neurons=neurons,
+        port=port,
+        metrics_port=metrics_port,
+        models=models,
+        config=config,
+    )
+    log = (work_dir / "gateway.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cortex.services.gateway.cli", "--config", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    gateway = GatewayProcess(
+        url=f"http://127.0.0.1:{port}",
+        metrics_url=f"http://127.0.0.1:{metrics_port}",
+        work_dir=work_dir,
+        process=process,
+        token=token,
+    )
+    try:
+        _wait_healthy(gateway)
+        yield gateway
+    finally:
+        gateway.stop()
+        log.close()
+
+
+def _wait_healthy(gateway: GatewayProcess) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if gateway.process.poll() is not None:
+            raise RuntimeError(
+                f"cortex-gateway exited with {gateway.process.returncode}:\n{gateway.log_text()}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(gateway.url + "/health", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"cortex-gateway did not answer /health in time:\n{gateway.log_text()}")
