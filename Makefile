@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.cortex-installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup test-tools demo test lint format clean
 
 setup: $(STAMP)
 
@@ -30,7 +30,11 @@ $(STAMP): pyproject.toml setup.py
 demo: setup
 	$(BIN)/python -m cortex.services.demo_fleet
 
-test: setup
+# Packaging tests need systemd-analyze, rpmbuild and promtool; installed here when possible.
+test-tools:
+	@packaging/install-test-tools.sh
+
+test: setup test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
