@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx2
+import openai
+from openai.types.chat import ChatCompletionChunk
 from tokenizers import Tokenizer
 
 from cortex.services.neuron.pipeline.decode import TokenPipeline
@@ -21,3 +26,20 @@ def run(pipeline: TokenPipeline, ids: list[int]) -> list[InferenceEvent]:
             break
     events.extend(pipeline.close())
     return events
+
+
+def tokenizer_without_markers(tokenizer: Tokenizer) -> Tokenizer:
+    """The demo tokenizer minus its marker tokens (only the ChatML specials stay added)."""
+    spec = json.loads(tokenizer.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["special"]]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def sdk_stream(data: bytes, cast_to: type = ChatCompletionChunk) -> list:
+    """Parse SSE ``data`` exactly as the openai SDK parses a streamed HTTP response."""
+    request = httpx2.Request("POST", "http://neuron.test/v1/chat/completions")
+    response = httpx2.Response(
+        200, content=data, request=request, headers={"content-type": "text/event-stream"}
+    )
+    client = openai.OpenAI(api_key="unused", base_url="http://neuron.test/v1")
+    return list(openai.Stream(cast_to=cast_to, response=response, client=client))

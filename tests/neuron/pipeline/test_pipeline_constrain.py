@@ -8,7 +8,7 @@ import jsonschema
 import msgspec
 import pytest
 import torch
-from pipeline_support import run
+from pipeline_support import run, tokenizer_without_markers
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import ChatCompletionRequest, ResponseFormat, Tool
@@ -233,11 +233,9 @@ def test_allowed_ids_agree_with_is_allowed(vocab, eos_id):
 
 
 def test_tokenizer_without_marker_tokens_gets_the_marker_text(tokenizer, eos_id):
-    from test_pipeline_decode import _tokenizer_without_markers
-
     from cortex.services.neuron.pipeline.markers import Markers
 
-    plain = _tokenizer_without_markers(tokenizer)
+    plain = tokenizer_without_markers(tokenizer)
     vocab = TokenVocab(plain)
     grammar = tool_call_grammar(as_tools({"get": SCHEMAS["weather"]}), "required")
     ids = generate(vocab, grammar, eos_id, seed=1)

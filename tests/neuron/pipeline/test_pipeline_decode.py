@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipeline_support import encode, run
+from pipeline_support import encode, run, tokenizer_without_markers
 
 from cortex.services.neuron.pipeline.decode import TokenPipeline
 from cortex.services.neuron.pipeline.events import ReasoningDelta, TextDelta, ToolCallDelta
@@ -105,15 +105,7 @@ def test_tokenizer_without_markers_passes_text_through(tokenizer, eos_id):
 def test_markers_are_probed_from_the_tokenizer(tokenizer, markers):
     assert markers.think_open == tokenizer.token_to_id("<think>")
     assert markers.tool_close == tokenizer.token_to_id("</tool_call>")
-    assert Markers.probe(_tokenizer_without_markers(tokenizer)) == Markers.none()
-
-
-def _tokenizer_without_markers(tokenizer):
-    from tokenizers import Tokenizer
-
-    spec = json.loads(tokenizer.to_str())
-    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["special"]]
-    return Tokenizer.from_str(json.dumps(spec))
+    assert Markers.probe(tokenizer_without_markers(tokenizer)) == Markers.none()
 
 
 # ---------------------------------------------------------------------- tool calls
@@ -270,7 +262,7 @@ def test_engine_reasons_pass_through(tokenizer, pipe):
 
 
 def test_forced_call_on_a_tokenizer_without_marker_tokens_is_parsed(tokenizer, eos_id):
-    plain = _tokenizer_without_markers(tokenizer)
+    plain = tokenizer_without_markers(tokenizer)
     body = '{"name": "f", "arguments": {"q": "x"}}'
     pipeline = TokenPipeline(plain, Markers.probe(plain), eos_ids=[eos_id], expect_tool_call=True)
     events = run(pipeline, [*encode(plain, f"<tool_call>\n{body}\n</tool_call>"), eos_id])
