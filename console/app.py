@@ -77,6 +77,7 @@ class CortexConsole(App[int]):
         self.thresholds = vram_thresholds
         self.follow = follow and bool(gateway or client)
         self.flushes = 0
+        self._had_selection: bool | None = None
 
     # ------------------------------------------------------------------ layout
 
@@ -148,12 +149,22 @@ class CortexConsole(App[int]):
             )
             if changes.fleet:
                 self.nodes.refresh_from(changes)
+            if changes.fleet or changes.history:
                 self.models.refresh_from(changes)
             if changes.log:
                 self.event_log.add(changes.log)
-        if changes.fleet:
-            self.refresh_bindings()
+        self._bindings_may_have_changed()
         self.flushes += 1
+
+    def _bindings_may_have_changed(self) -> None:
+        """Refresh the footer only when unload/pin become possible or impossible.
+
+        A footer refresh recomposes it (a CSS pass), far too costly for every flush.
+        """
+        has_selection = self.selected_placement() is not None
+        if has_selection != self._had_selection:
+            self._had_selection = has_selection
+            self.refresh_bindings()
 
     def set_filter(self, text: str) -> None:
         self.nodes.filter = self.models.filter = text.strip()
@@ -161,7 +172,7 @@ class CortexConsole(App[int]):
         with self.batch_update():
             self.nodes.refresh_from(everything)
             self.models.refresh_from(everything)
-        self.refresh_bindings()
+        self._bindings_may_have_changed()
 
     # ------------------------------------------------------------------ bindings
 
@@ -179,7 +190,7 @@ class CortexConsole(App[int]):
         return self.models.selected_placement()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.refresh_bindings()
+        self._bindings_may_have_changed()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

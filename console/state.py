@@ -54,6 +54,7 @@ class Changes:
     reset: bool = False
     neurons: set[str] = field(default_factory=set)
     placements: set[PlacementKey] = field(default_factory=set)
+    history: set[PlacementKey] = field(default_factory=set)  # only the tok/s history moved
     catalogue: bool = False
     log: list[LogEntry] = field(default_factory=list)
     connection: bool = False
@@ -63,6 +64,7 @@ class Changes:
             self.reset
             or self.neurons
             or self.placements
+            or self.history
             or self.catalogue
             or self.log
             or self.connection
@@ -163,7 +165,7 @@ class FleetState:
         for key, placement in self.placements.items():
             history = self.history.setdefault(key, deque(maxlen=self._history_size))
             history.append(placement.tokens_per_s)
-            self._changes.placements.add(key)
+            self._changes.history.add(key)
 
     # Connection state: written by the stream worker, shown in the header.
 

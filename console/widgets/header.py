@@ -93,7 +93,11 @@ def header_text(
 
 
 class FleetHeader(Static):
-    """Re-rendered by the app's flush; it only repaints when its text changes."""
+    """Re-rendered by the app's flush; it repaints only when its text changes.
+
+    Its height is fixed in CSS, so an update never needs a layout pass (which would
+    repaint the whole screen, tables included).
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
@@ -102,4 +106,4 @@ class FleetHeader(Static):
     def show(self, text: Text) -> None:
         if text != self._shown:
             self._shown = text
-            self.update(text)
+            self.update(text, layout=False)

@@ -25,14 +25,22 @@ Cells = tuple[Text | str, ...]
 
 
 class KeyedTable(DataTable):
-    """A row-cursor DataTable whose rows are keyed and updated cell by cell."""
+    """A row-cursor DataTable whose rows are keyed and updated cell by cell.
+
+    Changed rows outside the visible window are only marked stale and rebuilt when they
+    scroll into view: with hundreds of rows changing every second, the work per flush
+    stays proportional to the screen, not to the fleet.
+    """
 
     COLUMNS: ClassVar[Sequence[tuple[str, str, int]]] = ()  # (key, label, width)
+    MARGIN = 2  # rows beyond the visible window kept current, for smooth scrolling
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self._rendered: dict[str, Cells] = {}
         self._order: list[str] = []
+        self._stale: set[str] = set()
+        self._build: Callable[[str], Cells] | None = None
         self._columns_added = False
         self.rebuilds = 0  # how often the rows were rebuilt (tests and benchmarks read it)
 
@@ -50,6 +58,10 @@ class KeyedTable(DataTable):
         return list(self._order)
 
     @property
+    def stale_rows(self) -> int:
+        return len(self._stale)
+
+    @property
     def selected_key(self) -> str | None:
         if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
             return None
@@ -64,6 +76,7 @@ class KeyedTable(DataTable):
     ) -> None:
         """Show rows ``order``; recompute cells of ``dirty`` keys (None: all of them)."""
         self._add_columns()
+        self._build = build
         if order != self._order:
             previous = set(self._order)
             if order[: len(self._order)] == self._order:
@@ -73,21 +86,50 @@ class KeyedTable(DataTable):
                 for key in previous.difference(order):
                     self.remove_row(key)
                     del self._rendered[key]
+                    self._stale.discard(key)
             else:
                 self._rebuild(order, build)
                 return
             self._order = list(order)
-        keys = self._order if dirty is None else [k for k in dirty if k in self._rendered]
-        columns = [key for key, _, _ in self.COLUMNS]
-        for key in keys:
-            new = build(key)
-            old = self._rendered[key]
-            if new == old:
-                continue
-            for column, before, after in zip(columns, old, new, strict=True):
-                if before != after:
-                    self.update_cell(key, column, after)
-            self._rendered[key] = new
+        if dirty is None:
+            self._stale.update(self._order)
+        else:
+            self._stale.update(k for k in dirty if k in self._rendered)
+        self.update_visible()
+
+    def update_visible(self) -> None:
+        """Bring the stale rows in (or near) the visible window up to date."""
+        if not self._stale or self._build is None:
+            return
+        height = self.scrollable_content_region.height
+        if height <= 0:  # not laid out yet: no window to go by
+            window = list(self._stale)
+        else:
+            first = max(0, int(self.scroll_y) - self.MARGIN)
+            window = self._order[first : first + height + 2 * self.MARGIN]
+        cursor = self.selected_key
+        if cursor is not None:
+            window.append(cursor)  # details and actions read the cursor row
+        for key in window:
+            if key in self._stale:
+                self._stale.discard(key)
+                self._update_row(key, self._build(key))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.update_visible()
+
+    def on_resize(self) -> None:
+        self.update_visible()
+
+    def _update_row(self, key: str, new: Cells) -> None:
+        old = self._rendered[key]
+        if new == old:
+            return
+        for (column, _, _), before, after in zip(self.COLUMNS, old, new, strict=True):
+            if before != after:
+                self.update_cell(key, column, after)
+        self._rendered[key] = new
 
     def _add(self, key: str, row: Cells) -> None:
         self.add_row(*row, key=key)
@@ -97,6 +139,7 @@ class KeyedTable(DataTable):
         selected = self.selected_key
         self.clear()
         self._rendered.clear()
+        self._stale.clear()
         for key in order:
             self._add(key, build(key))
         self._order = list(order)
@@ -286,7 +329,7 @@ class ModelsTable(KeyedTable):
         order = list(self._keys)
         dirty: set[str] | None = None
         if not (changes.reset or changes.catalogue):
-            dirty = {self.row_key(k) for k in changes.placements}
+            dirty = {self.row_key(k) for k in changes.placements | changes.history}
         self.sync(order, self._cells, dirty)
 
     def _cells(self, row_key: str) -> Cells:

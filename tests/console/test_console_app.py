@@ -214,3 +214,20 @@ async def test_a_big_fleet_renders_every_row():
         assert app.nodes.rebuilds == 0 and app.models.rebuilds == 0, "same keys: no rebuild"
         expected = synthetic_fleet(1, 8, 1, tick=1).placements[0].requests_total
         assert cell(app.models, "model-00@node00", "served") == str(expected)
+
+
+async def test_rows_off_screen_catch_up_when_they_scroll_into_view():
+    state = FleetState()
+    state.apply(SnapshotEvent(synthetic_fleet(32, 8, 4)))
+    app = console(state)
+    async with app.run_test(size=SIZE) as pilot:
+        last = "model-03@node31"
+        busy = Placement(model="model-03", neuron="node31", state="loaded", in_flight=42)
+        state.apply(PlacementUpdate(busy))
+        app.flush()
+        await pilot.pause()
+        assert app.models.stale_rows == 1, "the change waits: the row is off screen"
+        app.models.move_cursor(row=len(app.models.row_keys) - 1)
+        await pilot.pause()
+        assert app.models.stale_rows == 0
+        assert cell(app.models, last, "in_flight") == "42"
