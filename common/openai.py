@@ -85,7 +85,7 @@ class FunctionDefinition(msgspec.Struct, omit_defaults=True):
     strict: bool | None = None
 
 
-class Tool(msgspec.Struct, omit_defaults=True):
+class Tool(msgspec.Struct):
     function: FunctionDefinition
     type: Literal["function"] = "function"
 

@@ -344,3 +344,15 @@ def test_text_part_helper_ignores_non_text_parts():
     )
     assert isinstance(request.messages[0].content[0], TextPart)
     assert request.messages[0].text() == "a"
+
+
+def test_tools_keep_their_type_when_encoded():
+    # Strict OpenAI-compatible servers require "type": "function" on every tool.
+    request = msgspec.json.decode(
+        b'{"model": "m", "messages": [], "tools": [{"type": "function",'
+        b' "function": {"name": "f"}}]}',
+        type=ChatCompletionRequest,
+    )
+    assert json.loads(msgspec.json.encode(request))["tools"] == [
+        {"type": "function", "function": {"name": "f"}}
+    ]

@@ -1,0 +1,61 @@
+"""Command 1 (`make demo`): the launcher brings up a real fleet and Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from support.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_fleet_comes_up_answers_and_stops_everything_on_ctrl_c(demo_models, tmp_path):
+    (tmp_path / "models").mkdir()
+    for model in ("demo-tiny", "demo-small"):  # skip generating them again
+        (tmp_path / "models" / model).symlink_to(demo_models.root / model)
+    ports = [free_port() for _ in range(4)]
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cortex.services.demo_fleet",
+            "--no-console",
+            "--dir",
+            str(tmp_path),
+            "--gateway-port",
+            str(ports[0]),
+            "--metrics-port",
+            str(ports[1]),
+            "--neuron-ports",
+            f"{ports[2]},{ports[3]}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 240
+    try:
+        for line in launcher.stdout:
+            lines.append(line)
+            if "Ctrl-C stops the fleet" in line or time.monotonic() > deadline:
+                break
+        output = "".join(lines)
+        assert "neuron alpha: up (cpu)" in output, output
+        assert "neuron beta: up (cpu)" in output, output
+        assert "demo-tiny on alpha: loaded" in output, output
+        assert "usage: {'prompt_tokens'" in output, output
+        family = psutil.Process(launcher.pid).children(recursive=True)
+        assert len(family) >= 4  # two neurons, the gateway, at least one model worker
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        rest = launcher.communicate(timeout=60)[0]
+    assert launcher.returncode == 0
+    assert "stopped gateway" in rest and "stopped alpha" in rest and "stopped beta" in rest
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], [p.pid for p in alive]
