@@ -7,7 +7,6 @@ its OpenAI-style error envelope) or, when it cannot be reached, one that says so
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 from urllib.parse import quote
@@ -15,7 +14,6 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from cortex.common.config import GATEWAY_PORT
 from cortex.common.fleet import (
     ActionResult,
     CatalogueUpdate,
@@ -30,8 +28,6 @@ from cortex.common.fleet import (
     UnloadAction,
 )
 from cortex.common.sse import aiter_events
-
-DEFAULT_GATEWAY = f"http://127.0.0.1:{GATEWAY_PORT}"
 
 Action = Literal["load", "unload", "pin", "unpin"]
 ACTIONS: tuple[Action, ...] = ("load", "unload", "pin", "unpin")
@@ -76,14 +72,6 @@ class GatewayError(Exception):
                 "status": self.status,
             }
         }
-
-
-def default_gateway() -> str:
-    return os.environ.get("CORTEX_GATEWAY") or DEFAULT_GATEWAY
-
-
-def default_token() -> str | None:
-    return os.environ.get("CORTEX_TOKEN") or None
 
 
 def normalize_url(url: str) -> str:

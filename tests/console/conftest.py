@@ -1,12 +1,21 @@
-"""Console test fixtures: a deterministic app over a fixed fleet, local time pinned to UTC."""
+"""Console test fixtures.
+
+A deterministic app over a fixed fleet (local time pinned to UTC) for snapshots and
+Pilot tests without a gateway, and a real fleet (one CPU neuron, one gateway with an
+admin token) for the end-to-end ``--json`` and Pilot tests.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from fleets import SMALL_FLEET_HISTORY, T0, small_fleet, small_fleet_log
+from support.gateway import GatewayProcess, start_gateway
+from support.neuron import NeuronProcess, start_neuron
 
 from cortex.common.fleet import SnapshotEvent
 from cortex.console.state import FleetState
@@ -43,3 +52,63 @@ def small_fleet_state(*, connected: bool = True) -> FleetState:
 @pytest.fixture
 def fleet_state() -> FleetState:
     return small_fleet_state()
+
+
+# --------------------------------------------------------------------------- real fleet
+
+ADMIN_TOKEN = "console-admin-token"
+
+
+@dataclass
+class ConsoleFleet:
+    """A real CPU neuron (demo-tiny and demo-small on disk) behind a real gateway."""
+
+    neuron: NeuronProcess
+    gateway: GatewayProcess
+    token: str
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def placements(self, model: str | None = None) -> list[dict]:
+        return self.gateway.placements(model)
+
+    def catalogue(self, model: str) -> dict:
+        return next(e for e in self.gateway.fleet()["catalogue"] if e["id"] == model)
+
+    def reset(self) -> None:
+        """Nothing loaded, nothing pinned through the API: each test starts clean."""
+        for entry in self.gateway.fleet()["catalogue"]:
+            if entry.get("pinned") and entry.get("pin_source") == "api":
+                self.gateway.post(f"/fleet/models/{entry['id']}/unpin").raise_for_status()
+        for placement in self.placements():
+            self.gateway.post(
+                f"/fleet/models/{placement['model']}/unload",
+                json={"neuron": placement["neuron"]},
+                params={"force": "true"},
+            )
+        self.gateway.wait_for(lambda: not self.placements(), timeout=60)
+
+
+@pytest.fixture(scope="session")
+def console_fleet(demo_models, tmp_path_factory) -> Iterator[ConsoleFleet]:
+    root = tmp_path_factory.mktemp("console-fleet")
+    with (
+        start_neuron(demo_models.root, root / "neuron") as neuron,
+        start_gateway(
+            root / "gateway",
+            neurons={"local": neuron.url},
+            config={"auth": {"admin_token": ADMIN_TOKEN}},
+            token=ADMIN_TOKEN,
+        ) as gateway,
+    ):
+        gateway.wait_neurons_up()
+        yield ConsoleFleet(neuron=neuron, gateway=gateway, token=ADMIN_TOKEN)
+
+
+@pytest.fixture
+def fleet(console_fleet: ConsoleFleet) -> Iterator[ConsoleFleet]:
+    console_fleet.reset()
+    yield console_fleet
+    console_fleet.reset()
