@@ -235,12 +235,20 @@ class Constraint:
         if self.done:
             return []
         vocab, configs = self.vocab, self._configs
-        allowed = [
-            token_id
-            for byte in grammar.next_bytes(configs)
-            for token_id in vocab.by_first_byte[byte]
-            if self._feed(configs, vocab.token_bytes[token_id])
-        ]
+        room = grammar.string_room(configs)
+        if room is not None:
+            # Inside a string: plain text that fits is legal without a walk; only the
+            # few tokens holding quotes, escapes or partial characters are checked.
+            chars, other = vocab.plain_text()
+            fits = ((chars >= 1) & (chars <= room)).nonzero()[0].tolist()
+            allowed = fits + [t for t in other if self._feed(configs, vocab.token_bytes[t])]
+        else:
+            allowed = [
+                token_id
+                for byte in grammar.next_bytes(configs)
+                for token_id in vocab.by_first_byte[byte]
+                if self._feed(configs, vocab.token_bytes[token_id])
+            ]
         if self.complete:
             allowed.extend(self._eos)
         return allowed
@@ -328,14 +336,15 @@ class ConstrainedSampler:
         if sampler.params.greedy:
             top = torch.topk(scores, min(self.tries, scores.numel())).indices.tolist()
             return next((t for t in top if constraint.is_allowed(t)), None)
-        probs = sampler.distribution(scores)
+        ids, probs = sampler.candidates(scores)
         for _ in range(self.tries):
             if not float(probs.sum()) > 0.0:
                 return None
-            token = sampler.draw(probs)
+            position = sampler.draw(probs)
+            token = position if ids is None else int(ids[position].item())
             if constraint.is_allowed(token):
                 return token
-            probs[token] = 0.0
+            probs[position] = 0.0
         return None
 
     def _masked_choice(self, scores: torch.Tensor) -> int:

@@ -251,6 +251,25 @@ def next_bytes(configs: Configs) -> set[int]:
     return found
 
 
+def string_room(configs: Configs) -> int | None:
+    """When every configuration is inside a JSON string body, between characters: the
+    most characters any of them may still add. None otherwise.
+
+    There, a token of plain text (whole UTF-8 characters, no quote, backslash or
+    control character) is legal exactly when it fits, whatever follows the string,
+    which lets the constraint list legal tokens without walking each one.
+    """
+    room = -1
+    for stack in configs:
+        if stack is None:
+            return None
+        node, state = stack[0]
+        if type(node) is not Str or state[0] != 1 or state[2]:
+            return None
+        room = max(room, node.max_chars - state[1])
+    return room if room >= 0 else None
+
+
 def complete(configs: Configs) -> bool:
     """Whether the grammar may end here."""
     return None in configs

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MAX_STOP_STRINGS = 16
 _SEED_MASK = (1 << 64) - 1
+_SHORTLIST = 1024
 
 
 class SamplingParams(msgspec.Struct, kw_only=True, frozen=True):
@@ -225,30 +226,58 @@ class Sampler:
         """The next token from adjusted logits (``adjust``'s output or a masked copy)."""
         if self.params.greedy:
             return int(self._torch.argmax(scores).item())
-        return self.draw(self.distribution(scores))
+        ids, probs = self.candidates(scores)
+        position = self.draw(probs)
+        return position if ids is None else int(ids[position].item())
 
-    def distribution(self, scores: torch.Tensor) -> torch.Tensor:
-        """Probabilities after temperature, top_k, top_p and min_p (zeros where cut)."""
+    def candidates(self, scores: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(token ids, probabilities) after temperature, top_k, top_p and min_p.
+
+        ``ids`` is None when ``probs`` spans the whole vocabulary. Cut tokens have
+        probability 0; ``probs`` need not sum to 1. Works on a shortlist where it can:
+        sorting a 150k-wide row costs ~20 ms on a CPU, taking its top 1024 ~0.5 ms.
+        """
         torch = self._torch
         params = self.params
         scores = scores / params.temperature
-        if 0 < params.top_k < scores.numel():
-            kth = torch.topk(scores, params.top_k).values[-1]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
+        size = scores.numel()
+        ids = None
+        if 0 < params.top_k < size:
+            scores, ids = torch.topk(scores, params.top_k)  # sorted, most likely first
+            probs = torch.softmax(scores, dim=-1)
+        else:
+            probs = torch.softmax(scores, dim=-1)
+            if params.top_p < 1.0:
+                top_probs, top_ids = torch.topk(probs, min(size, _SHORTLIST))
+                if top_probs.numel() == size or float(top_probs.sum()) >= params.top_p:
+                    probs, ids = top_probs, top_ids  # the nucleus lies within the shortlist
+                else:
+                    probs, ids = torch.sort(probs, descending=True)
         if params.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-            cut = before >= params.top_p  # keeps the smallest set reaching top_p
-            probs = probs.scatter(0, order, sorted_probs.masked_fill(cut, 0.0))
+            before = torch.cumsum(probs, dim=-1) - probs  # probs are sorted here
+            probs = probs.masked_fill(before >= params.top_p, 0.0)  # smallest set reaching p
         if params.min_p > 0.0:
             probs = probs.masked_fill(probs < params.min_p * probs.max(), 0.0)
-        return probs
+        return ids, probs
+
+    def distribution(self, scores: torch.Tensor) -> torch.Tensor:
+        """``candidates`` as one probability per vocabulary entry (zeros where cut)."""
+        ids, probs = self.candidates(scores)
+        if ids is None:
+            return probs
+        return self._torch.zeros_like(scores).scatter(0, ids, probs)
 
     def draw(self, probs: torch.Tensor) -> int:
-        """One draw from ``probs`` (need not sum to 1) with this request's generator."""
+        """A position drawn from ``probs`` (need not sum to 1), with this request's generator.
+
+        Inverse-CDF sampling: ~0.3 ms on a 150k row where ``torch.multinomial`` takes ~5.
+        """
+        torch = self._torch
         generator = self._generator_for(probs.device)
-        return int(self._torch.multinomial(probs, 1, generator=generator).item())
+        cdf = torch.cumsum(probs, dim=-1)
+        point = torch.rand(1, generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[-1]
+        position = int(torch.searchsorted(cdf, point, right=True).item())
+        return min(position, probs.numel() - 1)
 
     # ------------------------------------------------------------------ internals
 

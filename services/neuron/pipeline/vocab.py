@@ -66,6 +66,28 @@ class TokenVocab:
             if data is not None and (token_id in added or data not in self._by_bytes):
                 self._by_bytes[data] = token_id
         self._longest = max((len(data) for data in self._by_bytes), default=1)
+        self._plain: tuple[Any, list[int]] | None = None
+        self.plain_text()  # built now, so no generation step pays for it
+
+    def plain_text(self) -> tuple[Any, list[int]]:
+        """(characters per token as a numpy array, -1 where not plain; the free tokens
+        that are not plain). Plain: whole UTF-8 characters, no quote, backslash or
+        control character, i.e. text that can sit anywhere inside a JSON string."""
+        if self._plain is None:
+            import numpy as np
+
+            chars = np.full(self.size, -1, dtype=np.int32)
+            other: list[int] = []
+            for token_id, data in enumerate(self.token_bytes):
+                if not data or not self.free[token_id]:
+                    continue
+                count = _plain_chars(data)
+                if count is None:
+                    other.append(token_id)
+                else:
+                    chars[token_id] = count
+            self._plain = (chars, other)
+        return self._plain
 
     def encode_exact(self, text: str) -> list[int] | None:
         """Token ids whose bytes spell exactly ``text``: the tokenizer's own encoding when
@@ -91,6 +113,15 @@ class TokenVocab:
             else:
                 return None
         return ids
+
+
+def _plain_chars(data: bytes) -> int | None:
+    if b'"' in data or b"\\" in data or any(byte < 0x20 for byte in data):
+        return None
+    try:
+        return len(data.decode())
+    except UnicodeDecodeError:
+        return None
 
 
 def _token_decoder(decoder: dict | None, tokenizer: Any):

@@ -8,7 +8,7 @@ import jsonschema
 import msgspec
 import pytest
 import torch
-from pipeline_support import run, tokenizer_without_markers
+from pipeline_support import encode, run, tokenizer_without_markers
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import ChatCompletionRequest, ResponseFormat, Tool
@@ -222,14 +222,31 @@ def test_structure_is_forced_and_free_tokens_are_checked(tokenizer, eos_id, voca
         constraint.advance(eos_id)
 
 
-def test_allowed_ids_agree_with_is_allowed(vocab, eos_id):
-    grammar = schema_grammar(SCHEMAS["numbers"])
-    constraint = Constraint(grammar, vocab, [eos_id])
+@pytest.mark.parametrize(
+    ("schema", "prefix"),
+    [
+        (SCHEMAS["numbers"], ""),  # a number: only digits
+        ({"type": "string", "maxLength": 6}, ""),  # a string with room for 6 characters
+        ({"type": "string", "maxLength": 6}, "ab\u00e9"),  # ... after 3 of them
+        ({"type": "string", "maxLength": 6}, "\u4e2d\u6587\u5b57xyz"),  # full: only the quote
+    ],
+)
+def test_allowed_ids_agree_with_is_allowed(tokenizer, vocab, eos_id, schema, prefix):
+    constraint = Constraint(schema_grammar(schema), vocab, [eos_id])
     for token_id in constraint.forced_ids():
+        constraint.advance(token_id)
+    for token_id in encode(tokenizer, prefix):
         constraint.advance(token_id)
     allowed = set(constraint.allowed_ids())
     assert allowed == {t for t in range(vocab.size) if constraint.is_allowed(t)}
-    assert allowed and all(vocab.token_bytes[t][:1] in b"0123456789" for t in allowed)
+    assert allowed
+
+
+def test_allowed_tokens_in_a_number_are_digits(vocab, eos_id):
+    constraint = Constraint(schema_grammar(SCHEMAS["numbers"]), vocab, [eos_id])
+    for token_id in constraint.forced_ids():
+        constraint.advance(token_id)
+    assert all(vocab.token_bytes[t][:1] in b"0123456789" for t in constraint.allowed_ids())
 
 
 def test_tokenizer_without_marker_tokens_gets_the_marker_text(tokenizer, eos_id):
