@@ -359,7 +359,9 @@ class ModelManager:
 
     def _worker_exited(self, runtime: ModelRuntime, worker: WorkerProcess) -> None:
         info = runtime.info
-        if self.models.get(info.id) is not runtime or info.state in ("unloading", "failed"):
+        if self._closing or self.models.get(info.id) is not runtime:
+            return
+        if info.state in ("unloading", "failed"):
             return
         if info.state == "loading":
             return  # the load task reports it

@@ -3,48 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
+from neuron.recorder import EventRecorder
 from prometheus_client.parser import text_string_to_metric_families
 
 from cortex.common.neuron import NEURON_EVENT_TAGS
 from cortex.common.sse import SSEDecoder
-
-
-class EventRecorder:
-    """Reads a neuron's /events in a thread; ``wait_for`` polls what arrived."""
-
-    def __init__(self, neuron) -> None:
-        self.events: list = []
-        self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(neuron,), daemon=True)
-        self._thread.start()
-        assert self._connected.wait(30), "no /events connection"
-
-    def _run(self, neuron) -> None:
-        decoder = SSEDecoder()
-        with (
-            httpx.Client(headers=neuron.headers, timeout=None) as client,
-            client.stream("GET", neuron.url + "/events") as response,
-        ):
-            self._connected.set()
-            for chunk in response.iter_bytes():
-                for event in decoder.feed(chunk):
-                    self.events.append((event.event, json.loads(event.data)))
-                if self._stop.is_set():
-                    return
-
-    def wait_for(self, neuron, predicate, timeout: float = 60.0):
-        return neuron.wait_for(
-            lambda: next((e for e in list(self.events) if predicate(*e)), None), timeout
-        )
-
-    def close(self) -> None:
-        self._stop.set()
 
 
 def test_status_lists_devices_and_models_on_disk(neuron):

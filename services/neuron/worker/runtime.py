@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -295,6 +296,8 @@ def read_requests(stdin: BinaryIO, out: FrameWriter, loop: EngineLoop, factory) 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Ctrl+C in a terminal reaches the whole process group: the supervisor decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Keep the protocol on the original stdout; anything printed goes to stderr.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
