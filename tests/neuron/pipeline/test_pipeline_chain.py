@@ -7,9 +7,11 @@ import json
 import jsonschema
 import msgspec
 import torch
+from openai.types.chat import ChatCompletionChunk
 from pipeline_support import encode, sdk_stream
 
 from cortex.common.openai import Tool
+from cortex.common.sse import iter_events
 from cortex.services.neuron.pipeline.constrain import (
     ConstrainedSampler,
     Constraint,
@@ -46,6 +48,17 @@ def stream(tokenizer, markers, eos_id, ids, *, engine_reason="stop", **options) 
     )
     out.append(projector.feed(finish))
     return b"".join(out)
+
+
+def test_every_chunk_validates_as_the_sdks_chunk_model(tokenizer, markers, eos_id):
+    text = f'<think>x</think>Hi {EMOJI}<tool_call>{{"name": "f"}}</tool_call>'
+    payloads = [
+        e.data for e in iter_events([stream(tokenizer, markers, eos_id, encode(tokenizer, text))])
+    ]
+    assert payloads[-1] == "[DONE]"
+    chunks = [ChatCompletionChunk.model_validate(json.loads(p)) for p in payloads[:-1]]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage is not None and chunks[-2].choices[0].finish_reason == "tool_calls"
 
 
 def test_reasoning_text_and_a_tool_call_through_the_chain(tokenizer, markers, eos_id):
