@@ -134,8 +134,8 @@ async def _sse(handle: RequestHandle, projector) -> AsyncIterator[bytes]:
     opening = getattr(projector, "start", None)
     if opening is not None:
         yield opening()  # headers and the role chunk go out before the first token
-    async for event in handle.events():
-        data = projector.feed(event)
+    async for batch in handle.batches():
+        data = b"".join(projector.feed(event) for event in batch)
         if data:
             yield data
 

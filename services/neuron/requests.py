@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from cortex.common.errors import CortexError
 from cortex.common.neuron import RequestStats
-from cortex.services.neuron.pipeline.events import Finish, InferenceEvent
+from cortex.services.neuron.pipeline.events import Finish, InferenceEvent, ReasoningDelta, TextDelta
 from cortex.services.neuron.worker import protocol as p
 from cortex.services.neuron.worker.process import WorkerGone
 
@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from cortex.services.neuron.models import ModelRuntime
 
 log = logging.getLogger("cortex.neuron.requests")
+
+
+def merge_deltas(events: list[InferenceEvent]) -> list[InferenceEvent]:
+    """Adjacent text (or reasoning) deltas as one; everything else as it came."""
+    merged: list[InferenceEvent] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if type(event) in (TextDelta, ReasoningDelta) and type(last) is type(event):
+            merged[-1] = type(event)(text=last.text + event.text)
+        else:
+            merged.append(event)
+    return merged
 
 
 def new_request_id() -> str:
@@ -99,33 +111,53 @@ class RequestHandle:
 
     async def events(self) -> AsyncIterator[InferenceEvent]:
         """The pipeline's events; the last one is always a Finish."""
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self) -> AsyncIterator[list[InferenceEvent]]:
+        """The events in batches: whatever the worker sent since the last batch was taken.
+
+        When the consumer keeps up, a batch is one token's events; when it falls behind
+        (a fast model, a slow client), the backlog goes out as one batch with adjacent
+        text merged, so the per-chunk cost is paid once per batch instead of per token.
+        """
         assert self._queue is not None
         try:
             while True:
-                message = await self._queue.get()
-                if isinstance(message, p.Started):
-                    self.started_at = time.monotonic()
-                    self._running = True
-                    self.runtime.on_started(self)
-                elif isinstance(message, p.Output):
-                    if message.tokens:
-                        now = time.monotonic()
-                        if self.first_token_at is None:
-                            self.first_token_at = now
-                        self.last_token_at = now
-                        self.completion_tokens += message.tokens
-                        self.runtime.on_tokens(self, message.tokens)
-                    for event in message.events:
-                        yield event
-                elif isinstance(message, p.Done):
-                    self.finish = self._finish(message)
-                    self._closed = True
-                    self.runtime.on_finished(self)
-                    yield self.finish
-                    return
+                messages = [await self._queue.get()]
+                while not self._queue.empty():
+                    messages.append(self._queue.get_nowait())
+                batch: list[InferenceEvent] = []
+                for message in messages:
+                    if isinstance(message, p.Started):
+                        self.started_at = time.monotonic()
+                        self._running = True
+                        self.runtime.on_started(self)
+                    elif isinstance(message, p.Output):
+                        if message.tokens:
+                            self._count_tokens(message.tokens)
+                        batch.extend(message.events)
+                    elif isinstance(message, p.Done):
+                        self.finish = self._finish(message)
+                        self._closed = True
+                        self.runtime.on_finished(self)
+                        batch.append(self.finish)
+                        yield merge_deltas(batch)
+                        return
+                if batch:
+                    yield merge_deltas(batch)
         finally:
             if not self._closed:
                 self._cancel()
+
+    def _count_tokens(self, tokens: int) -> None:
+        now = time.monotonic()
+        if self.first_token_at is None:
+            self.first_token_at = now
+        self.last_token_at = now
+        self.completion_tokens += tokens
+        self.runtime.on_tokens(self, tokens)
 
     def _cancel(self) -> None:
         """The consumer left: stop the worker's sequence and account for it."""
