@@ -35,11 +35,17 @@ class SafetensorsSummary:
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
-    with path.open("rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        if length > 100_000_000:
-            raise ModelInspectionError(f"{path}: safetensors header is implausibly large")
-        return json.loads(f.read(length))
+    try:
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > 100_000_000:
+                raise ModelInspectionError(f"{path}: safetensors header is implausibly large")
+            header = json.loads(f.read(length))
+    except (struct.error, ValueError) as exc:
+        raise ModelInspectionError(f"{path} is not a valid safetensors file ({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelInspectionError(f"{path} is not a valid safetensors file")
+    return header
 
 
 def summarise_weights(files: list[Path]) -> SafetensorsSummary:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
 from neuron.recorder import EventRecorder
 from prometheus_client.parser import text_string_to_metric_families
+from support.neuron import start_neuron
 
 from cortex.common.neuron import NEURON_EVENT_TAGS
 from cortex.common.sse import SSEDecoder
@@ -191,3 +193,40 @@ def test_openapi_schema_documents_the_api(neuron):
         assert path in paths, path
     body = paths["/v1/chat/completions"]["post"]["requestBody"]
     assert "ChatCompletionRequest" in json.dumps(body)
+
+
+def _workers(neuron) -> set[int]:
+    return {c.pid for c in psutil.Process(neuron.process.pid).children(recursive=True)}
+
+
+def test_failed_load_is_a_clear_error_and_leaves_no_worker(neuron, tmp_path, demo_models):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(demo_models.tiny, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config.update(model_type="no-such-architecture", architectures=["NoSuchForCausalLM"])
+    (broken / "config.json").write_text(json.dumps(config))
+    before = _workers(neuron)
+    recorder = EventRecorder(neuron)
+    try:
+        response = neuron.post("/models/load", json={"model": str(broken)})
+        assert response.status_code == 500
+        error = response.json()["error"]
+        assert error["code"] == "load_failed"
+        assert "broken-model" in error["message"] and "no-such-architecture" in error["message"]
+        assert neuron.loaded("broken-model") is None
+        removed = recorder.wait_for(
+            neuron, lambda kind, data: kind == "model_removed" and data["id"] == "broken-model"
+        )[1]
+        assert removed["reason"] == "failed"
+        neuron.wait_for(lambda: _workers(neuron) <= before)
+    finally:
+        recorder.close()
+
+
+def test_spare_worker_takes_the_next_load(demo_models, tmp_path):
+    with start_neuron(demo_models.root, tmp_path, settings={"prewarm_worker": True}) as neuron:
+        spare = neuron.wait_for(lambda: _workers(neuron))
+        loaded = neuron.load("demo-tiny")
+        assert loaded["pid"] in spare
+        # A new spare is started for the load after this one.
+        neuron.wait_for(lambda: _workers(neuron) - {loaded["pid"]})
