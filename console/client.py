@@ -20,6 +20,7 @@ from cortex.common.fleet import (
     FleetEvent,
     FleetSnapshot,
     LoadAction,
+    LogEntry,
     LogEvent,
     NeuronUpdate,
     PlacementRemoved,
@@ -282,6 +283,14 @@ class AsyncFleetClient:
         headers = {"content-type": "application/json"}
         response = await self._send("POST", path, params=params, content=body, headers=headers)
         return _parse_result(response)
+
+    async def recent_logs(self) -> list[LogEntry]:
+        """The gateway's recent log entries (``GET /fleet/logs``): what happened before
+        the console connected. An empty list from a gateway that does not offer it."""
+        response = await self._send("GET", "/fleet/logs", timeout=_timeout(5.0))
+        if response.status_code in (404, 405):
+            return []
+        return _parse(response, list[LogEntry])
 
     async def events(self, read_timeout: float | None = None) -> AsyncIterator[FleetEvent]:
         """``GET /fleet/events`` as decoded events until the stream ends or fails.

@@ -157,6 +157,17 @@ class FleetState:
         self.log.append(entry)
         self._changes.log.append(entry)
 
+    def merge_log(self, entries: list[LogEntry]) -> None:
+        """Add the gateway's recent entries that the log does not hold yet, oldest first.
+
+        After a reconnect the history overlaps what the stream already delivered; an
+        entry is the same when its time, kind and message are.
+        """
+        known = {(e.time, e.kind, e.message) for e in self.log}
+        for entry in sorted(entries, key=lambda e: e.time):
+            if (entry.time, entry.kind, entry.message) not in known:
+                self.add_log(entry)
+
     def sample(self, now: float) -> None:
         """Append every placement's current tok/s to its history, at most once per period."""
         if self._last_sample is not None and now - self._last_sample < self._sample_every:

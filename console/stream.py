@@ -58,14 +58,23 @@ async def follow_fleet(
         try:
             first = True
             async for event in client.events(read_timeout=read_timeout):
+                state.apply(event)
                 if first:
+                    first = False
                     state.connected(clock())
                     backoff.reset()
-                    first = False
-                state.apply(event)
+                    state.merge_log(await _history(client))
             error = "the gateway closed the stream"
         except GatewayError as exc:
             error = exc.message
         delay = backoff.next()
         state.disconnected(clock(), error, delay)
         await sleep(delay)
+
+
+async def _history(client: AsyncFleetClient) -> list:
+    """The log entries from before this connection: the stream carries only new ones."""
+    try:
+        return await client.recent_logs()
+    except GatewayError:
+        return []  # the stream itself says whether the gateway is there

@@ -59,16 +59,18 @@ def device_name(device: Device, up: bool) -> Text:
 
 
 def placement_state(placement: Placement, width: int = 10) -> Text:
-    """``loaded``, or a progress bar with the stage while loading."""
+    """``loaded``; while loading, a progress bar when the neuron counts modules, else
+    the stage it is in (``◌ queued``, ``◌ starting``, ``◌ loading``)."""
     if placement.state == "loading":
         progress = placement.progress
-        fraction = progress.fraction if progress else 0.0
+        if progress is None or progress.total <= 0:
+            stage = progress.stage if progress is not None else "loading"
+            return Text(f"◌ {stage}", style="yellow")
+        fraction = progress.fraction
         filled = fmt.bar_fill(fraction, width)
         text = Text(filled, style="yellow")
         text.append("░" * (width - len(filled)), style="dim")
         text.append(f" {fraction * 100:3.0f}%", style="yellow")
-        if progress is not None and progress.stage not in ("loading", "loaded"):
-            text.append(f" {progress.stage}", style="dim")
         return text
     if placement.state == "loaded":
         return Text("loaded", style="green")

@@ -58,6 +58,8 @@ async def test_the_fleet_appears(fleet):
         header = str(app.query_one("#header").render())
         assert "● connected" in header and "neurons 1/1 up" in header and "1 CPU" in header
         assert app.models.row_keys == []
+        # What happened before the console connected comes from the gateway's history.
+        await until(pilot, lambda: "neuron local is up" in log_text(app), what="log history")
 
 
 async def test_load_pin_unpin_unload_and_quit(fleet):

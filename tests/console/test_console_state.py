@@ -161,3 +161,18 @@ def test_connection_lifecycle_is_logged_once_per_outage():
         "lost the gateway's event stream: connection refused",
         "reconnected to the gateway",
     ]
+
+
+def test_merge_log_adds_only_what_is_missing_oldest_first():
+    state = FleetState()
+    seen = LogEntry(time=T0 + 5, kind="load", message="loaded a")
+    state.add_log(seen)
+    history = [
+        LogEntry(time=T0 + 5, kind="load", message="loaded a"),  # already here
+        LogEntry(time=T0 + 2, kind="neuron_up", message="n is up"),
+        LogEntry(time=T0 + 1, kind="info", message="gateway started"),
+    ]
+    state.merge_log(history)
+    assert [e.message for e in state.log] == ["loaded a", "gateway started", "n is up"]
+    state.merge_log(history)
+    assert len(state.log) == 3, "merging the same history twice adds nothing"
