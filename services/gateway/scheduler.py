@@ -1327,8 +1327,9 @@ class Scheduler:
                 self._begin_unload(record, "idle_ttl", f"idle for {idle:.0f}s")
                 self._spawn(self._unload_and_report(record))
         for view in self.neurons.values():
-            if not view.up:
-                continue
+            records = [r for r in self.placements.values() if r.neuron == view.name]
+            if not view.up or any(r.effect is not None or r.state != "loaded" for r in records):
+                continue  # mid-transition, reservations overlap the memory being freed
             for device in view.devices:
                 room = self._device_room(view, device)
                 over = room.capacity - room.committed
