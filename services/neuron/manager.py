@@ -388,7 +388,7 @@ class ModelManager:
         worker = runtime.worker
         if worker is not None:
             worker.on_exit = None
-            await worker.stop(grace=5)
+            await worker.stop(grace=5, reason=f"model {model_id!r} was unloaded")
         if not runtime.ready.done():
             runtime.ready.set_exception(
                 CortexError(503, f"model {model_id!r} was unloaded while loading")

@@ -175,3 +175,16 @@ def test_token_is_required_everywhere_but_health(strict_neuron):
     assert httpx.get(neuron.url + "/metrics").status_code == 401
     assert httpx.get(neuron.url + "/health").status_code == 200
     assert neuron.get("/status").status_code == 200
+
+
+def test_unload_ends_running_streams_with_an_error(neuron, client, no_eos):
+    neuron.load("demo-tiny", id="tiny-unloaded")
+    stream = client.chat.completions.create(
+        model="tiny-unloaded", messages=HELLO, max_tokens=1900, stream=True, logit_bias=no_eos
+    )
+    with pytest.raises(openai.APIError) as error:
+        for index, _chunk in enumerate(stream):
+            if index == 1:
+                neuron.unload("tiny-unloaded")
+    assert "unloaded" in error.value.message
+    assert neuron.loaded("tiny-unloaded") is None

@@ -39,6 +39,7 @@ class WorkerProcess:
         self.pid = proc.pid
         self.ready: asyncio.Future[p.Ready] = asyncio.get_running_loop().create_future()
         self.exit_code: int | None = None
+        self.stop_reason: str | None = None  # set when we end it on purpose
         self.on_exit: Callable[[WorkerProcess], None] | None = None
         self._load_queue: asyncio.Queue = asyncio.Queue()
         self._requests: dict[str, asyncio.Queue] = {}
@@ -109,6 +110,8 @@ class WorkerProcess:
         self._requests.clear()
 
     def describe_exit(self) -> str:
+        if self.stop_reason is not None:
+            return self.stop_reason
         code = self.exit_code
         if code is None:
             return "the model worker stopped"
@@ -155,8 +158,11 @@ class WorkerProcess:
 
     # ------------------------------------------------------------------ ending
 
-    async def stop(self, grace: float = 5.0) -> int | None:
+    async def stop(
+        self, grace: float = 5.0, reason: str = "the model worker was stopped"
+    ) -> int | None:
         """Ask the worker to exit (EOF on its stdin), then kill it if it does not."""
+        self.stop_reason = reason
         if self.alive and self.proc.stdin is not None and not self.proc.stdin.is_closing():
             with contextlib.suppress(Exception):
                 self.proc.stdin.write(p.encode_frame(p.Shutdown()))
