@@ -352,7 +352,8 @@ class ModelManager:
     def _spare_exited(self, worker: WorkerProcess) -> None:
         if self._spare is worker:
             self._spare = None
-            log.warning("spare worker %s exited: %s", worker.pid, worker.describe_exit())
+            if not self._closing:
+                log.warning("spare worker %s exited: %s", worker.pid, worker.describe_exit())
 
     def _worker_env(self) -> dict[str, str]:
         return {"CORTEX_WORKER_LOG_LEVEL": self.settings.log_level.upper()}
