@@ -15,19 +15,21 @@ from cortex.console.widgets import cells
 _SEPARATOR = (" │ ", "dim")
 
 
-def connection_text(connection: Connection, now: float) -> Text:
-    """``● connected``, ``◌ connecting``, or ``○ reconnecting in 3s · stale since 12:03:04``."""
+def connection_text(connection: Connection, now: float, has_data: bool = True) -> Text:
+    """``● connected``, ``◌ connecting``, ``○ reconnecting in 3s · stale since 12:03:04``,
+    or, when the gateway has never answered, ``○ not connected · retrying in 3s``."""
     if connection.status == "connected":
         return Text("● connected", style="bold green")
     if connection.status == "connecting":
         return Text("◌ connecting…", style="bold yellow")
     text = Text("○ ", style="bold red")
     wait = max(0.0, (connection.retry_at or now) - now)
+    verb = "reconnecting" if has_data else "not connected · retrying"
     if wait > 0:
-        text.append(f"reconnecting in {math.ceil(wait)}s", style="bold red")
+        text.append(f"{verb} in {math.ceil(wait)}s", style="bold red")
     else:
-        text.append("reconnecting…", style="bold red")
-    if connection.since is not None:
+        text.append(f"{verb}…", style="bold red")
+    if has_data and connection.since is not None:
         text.append(f" · stale since {fmt.clock(connection.since)}", style="red")
     if connection.error:
         text.append(f" · {connection.error}", style="dim")
@@ -47,7 +49,7 @@ def header_text(
     text.append(" cortex ", style="bold reverse")
     text.append(f" {gateway} ", style="bold")
     text.append(" ")
-    text.append_text(connection_text(state.connection, now))
+    text.append_text(connection_text(state.connection, now, state.snapshot_time is not None))
     if readonly:
         text.append("  [read-only]", style="bold magenta")
     sep = Text(_SEPARATOR[0], style=_SEPARATOR[1])

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
@@ -33,6 +34,7 @@ class KeyedTable(DataTable):
     """
 
     COLUMNS: ClassVar[Sequence[tuple[str, str, int]]] = ()  # (key, label, width)
+    BINDINGS = [Binding("enter", "select_cursor", "Details")]  # shown in the footer
     MARGIN = 2  # rows beyond the visible window kept current, for smooth scrolling
 
     def __init__(self, **kwargs) -> None:

@@ -131,9 +131,10 @@ def measure_json_status(runs: int) -> dict[str, float] | str:
         models = make_demo_models(root / "models")
         with (
             start_neuron(models.root, root / "neuron") as neuron,
-            start_gateway(root / "gateway", neurons={"local": neuron}) as gateway,
+            start_gateway(root / "gateway", neurons={"local": neuron.url}) as gateway,
         ):
-            neuron.load("demo-tiny")
+            gateway.wait_neurons_up()
+            gateway.post("/fleet/models/demo-tiny/load", json={}).raise_for_status()
             command = [
                 str(Path(sys.executable).parent / "cortex-console"),
                 "--json",
@@ -160,11 +161,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="wall time per render run")
     parser.add_argument("--runs", type=int, default=20, help="--json status invocations")
-    parser.add_argument("--skip-json", action="store_true")
+    parser.add_argument("--skip-json", action="store_true", help="only the render cost")
+    parser.add_argument("--skip-render", action="store_true", help="only --json status")
     args = parser.parse_args()
 
-    print(f"console render cost: 32 neurons x 8 GPUs x 4 models, {SIZE[0]}x{SIZE[1]}, headless")
-    for live in (False, True):
+    if not args.skip_render:
+        print(f"console render cost: 32 neurons x 8 GPUs x 4 models, {SIZE[0]}x{SIZE[1]}, headless")
+    for live in () if args.skip_render else (False, True):
         r = asyncio.run(measure_render(args.seconds, live))
         label = "live, 160 events/s" if live else "idle (same fleet)"
         print(
