@@ -42,19 +42,19 @@ def test_action_with_the_gateway_down_exits_3(args):
     assert json.loads(done.stderr)["error"]["type"] == "connection_error"
 
 
-def test_script_path_never_imports_textual():
+def test_script_path_never_imports_textual_or_rich():
     url = f"http://127.0.0.1:{free_port()}"
     code = (
         "import sys\n"
         "from cortex.console.cli import main\n"
         f"rc = main(['--json', '--gateway', '{url}', 'status'])\n"
         "assert rc == 3, rc\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'textual')\n"
-        "print('TEXTUAL:' + ','.join(loaded))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))\n"
+        "print('TUI:' + ','.join(loaded))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert "TEXTUAL:\n" in done.stdout, done.stdout
+    assert "TUI:\n" in done.stdout, f"the script path imported {done.stdout}"
 
 
 def test_help_lists_the_script_commands_without_textual():

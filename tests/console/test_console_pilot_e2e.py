@@ -62,6 +62,16 @@ async def test_the_fleet_appears(fleet):
         await until(pilot, lambda: "neuron local is up" in log_text(app), what="log history")
 
 
+async def test_a_missing_token_says_how_to_fix_it(fleet):
+    app = CortexConsole(gateway=fleet.url)  # the gateway wants its admin token
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.connection.status == "reconnecting")
+        await pilot.pause(0.6)
+        header = str(app.query_one("#header").render())
+        assert "not connected" in header and "--token" in header
+        assert app.nodes.row_keys == []
+
+
 async def test_load_pin_unpin_unload_and_quit(fleet):
     app = console(fleet)
     row = "demo-tiny@local"
