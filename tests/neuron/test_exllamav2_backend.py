@@ -105,6 +105,25 @@ def test_eos_reasons_map_to_finish_reasons():
         assert exl.finish_reason(reason) == "stop"
 
 
+def test_result_tokens_include_those_held_until_the_stop_token():
+    # The shapes ExLlamaV2DynamicGenerator.iterate() emits (dynamic.py, emit()): while an
+    # emoji's bytes are incomplete the tokens are held; a stop token then ends the job
+    # with the held bytes and the stop token under "held", not under "token_ids".
+    streaming = {"stage": "streaming", "eos": False, "token_ids": torch.tensor([[11, 12]])}
+    holding = {"stage": "streaming", "eos": False}
+    ending = {
+        "stage": "streaming",
+        "eos": True,
+        "eos_reason": "stop_token",
+        "held": {"text": "", "token_ids": torch.tensor([[250, 227, 2]])},
+    }
+    at_length = {"stage": "streaming", "eos": True, "token_ids": torch.tensor([[7]])}
+    assert exl.result_token_ids(streaming) == [11, 12]
+    assert exl.result_token_ids(holding) == []
+    assert exl.result_token_ids(ending) == [250, 227, 2]
+    assert exl.result_token_ids(at_length) == [7]
+
+
 def test_requested_gpus_become_cuda_visible_devices():
     assert exl.visible_devices(["cuda:1", "cuda:3"]) == "1,3"
     assert exl.visible_devices([]) is None

@@ -127,6 +127,21 @@ def finish_reason(eos_reason: str | None) -> str:
     return "length" if eos_reason == "max_new_tokens" else "stop"
 
 
+def result_token_ids(result: dict) -> list[int]:
+    """The new token ids of one streaming result of ``ExLlamaV2DynamicGenerator.iterate``.
+
+    exllamav2 holds tokens back while their text is an incomplete character. A job that
+    ends on a stop token does not release them into ``token_ids``: they, and the stop
+    token last, come under ``result["held"]``. Both are the sequence's output.
+    """
+    tokens: list[int] = []
+    for source in (result, result.get("held") or {}):
+        ids = source.get("token_ids")
+        if ids is not None and ids.numel():
+            tokens += ids.view(-1).tolist()
+    return tokens
+
+
 def visible_devices(devices: list[str]) -> str | None:
     """CUDA_VISIBLE_DEVICES for the requested ``cuda:N`` devices (autosplit starts at 0)."""
     indices = [d.split(":", 1)[1] for d in devices if d.startswith("cuda:")]
@@ -261,8 +276,7 @@ class ExLlamaV2Engine:
             seq_id = result.get("identifier")
             if seq_id not in self._jobs or result.get("stage") != "streaming":
                 continue
-            ids = result.get("token_ids")
-            tokens = ids[0].tolist() if ids is not None and ids.numel() else []
+            tokens = result_token_ids(result)
             finished = None
             if result.get("eos"):
                 finished = finish_reason(result.get("eos_reason"))
