@@ -131,12 +131,15 @@ async def test_unload_cancelled_keeps_the_model(fleet):
 
 
 async def test_a_refused_action_shows_the_gateways_message(fleet):
+    refusal = fleet.gateway.post("/fleet/models/demo-small/unload", json={"neuron": "local"})
+    assert refusal.status_code == 409, "demo-small is not loaded: the gateway refuses"
+    message = refusal.json()["error"]["message"]
     app = console(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.state.catalogue, what="catalogue")
-        app.request_action("unload", "demo-small", "local")  # not loaded: 409
-        await until(pilot, lambda: "nothing to unload" in log_text(app), what="error logged")
-        assert "unload demo-small failed" in log_text(app)
+        app.request_action("unload", "demo-small", "local")
+        await until(pilot, lambda: message in log_text(app), what="the gateway's words")
+        assert f"unload demo-small failed: {message}" in log_text(app)
 
 
 async def test_a_gateway_that_goes_away_shows_as_reconnecting(fleet, tmp_path):
