@@ -28,12 +28,17 @@ def demo_model_main(argv: list[str]) -> int:
         help="output folder (default: <models dir>/demo-<size>, models dir from neuron.toml)",
     )
     parser.add_argument("--config", type=Path, help="neuron.toml, for the default models dir")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where to draw the random weights (cuda is faster for 1b/8b)",
+    )
     args = parser.parse_args(argv)
     out = args.out
     if out is None:
         config = load_config(args.config, NeuronConfig)
         out = config.neuron.resolved_models_dir() / default_name(args.size)
-    path = generate(out, args.size)
+    path = generate(out, args.size, device=args.device)
     print(f"wrote demo model ({args.size}) to {path}")
     return 0
 

@@ -41,6 +41,11 @@ class DemoSize:
     num_attention_heads: int
     num_key_value_heads: int
     max_position_embeddings: int
+    # Rows of the embedding and lm_head. None: the tokenizer's size. GPU benchmark shapes
+    # pad it to Llama 3's 128256, so bytes read per token match the real models.
+    vocab_size: int | None = None
+    dtype: str = "bfloat16"
+    tie_word_embeddings: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -50,6 +55,10 @@ class DemoSize:
 SIZES = {
     "tiny": DemoSize(64, 192, 2, 4, 2, 2048),
     "small": DemoSize(512, 1408, 8, 8, 4, 4096),
+    # Realistic shapes for GPU benchmarks (issue 6): Llama 3.2 1B and Llama 3 8B, fp16.
+    # 2.5 GB and 16 GB on disk: generate them on the GPU host (device="cuda" is faster).
+    "1b": DemoSize(2048, 8192, 16, 32, 8, 8192, 128256, "float16", tie_word_embeddings=True),
+    "8b": DemoSize(4096, 14336, 32, 32, 8, 8192, 128256, "float16"),
 }
 
 
@@ -57,8 +66,14 @@ def default_name(size: str) -> str:
     return f"demo-{size}"
 
 
-def generate(out_dir: str | Path, size: str = "tiny", *, seed: int = SEED) -> Path:
-    """Write the demo model of ``size`` into ``out_dir`` (created; replaced if present)."""
+def generate(
+    out_dir: str | Path, size: str = "tiny", *, seed: int = SEED, device: str = "cpu"
+) -> Path:
+    """Write the demo model of ``size`` into ``out_dir`` (created; replaced if present).
+
+    ``device`` draws the random weights there ("cuda" for the large shapes); the bytes
+    are the same for the same device, not across devices.
+    """
     if size not in SIZES:
         raise ValueError(f"unknown demo model size {size!r}; choose one of {', '.join(SIZES)}")
     out = Path(out_dir)
@@ -69,7 +84,7 @@ def generate(out_dir: str | Path, size: str = "tiny", *, seed: int = SEED) -> Pa
         tokenizer = train_tokenizer()
         tokenizer.save(str(staging / "tokenizer.json"))
         shape = SIZES[size]
-        vocab_size = tokenizer.get_vocab_size()
+        vocab_size = shape.vocab_size or tokenizer.get_vocab_size()
         ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS + MARKER_TOKENS}
         _write_json(staging / "config.json", _model_config(shape, vocab_size, ids))
         _write_json(staging / "generation_config.json", _generation_config(ids))
@@ -78,7 +93,7 @@ def generate(out_dir: str | Path, size: str = "tiny", *, seed: int = SEED) -> Pa
             staging / "special_tokens_map.json",
             {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
         )
-        _write_weights(staging / "model.safetensors", shape, vocab_size, seed)
+        _write_weights(staging / "model.safetensors", shape, vocab_size, seed, device)
         # mkdtemp makes the folder private; models are shared with the neuron's user.
         staging.chmod(0o755)
         for file in staging.iterdir():
@@ -127,12 +142,12 @@ def _model_config(shape: DemoSize, vocab_size: int, ids: dict[str, int]) -> dict
         "rope_theta": 10000.0,
         "attention_bias": False,
         "mlp_bias": False,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": shape.tie_word_embeddings,
         "vocab_size": vocab_size,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
-        "torch_dtype": "bfloat16",
+        "torch_dtype": shape.dtype,
         "initializer_range": 0.02,
         "use_cache": True,
     }
@@ -175,17 +190,21 @@ def _tokenizer_config(tokenizer, shape: DemoSize) -> dict:
     }
 
 
-def _write_weights(path: Path, shape: DemoSize, vocab_size: int, seed: int) -> None:
+def _write_weights(
+    path: Path, shape: DemoSize, vocab_size: int, seed: int, device: str = "cpu"
+) -> None:
     import torch
     from safetensors.torch import save_file
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    dtype = getattr(torch, shape.dtype)
 
     def normal(*dims: int) -> torch.Tensor:
-        return (torch.randn(*dims, generator=generator) * 0.02).to(torch.bfloat16)
+        weights = torch.randn(*dims, generator=generator, device=device) * 0.02
+        return weights.to(dtype).cpu()
 
     def ones(dim: int) -> torch.Tensor:
-        return torch.ones(dim, dtype=torch.bfloat16)
+        return torch.ones(dim, dtype=dtype)
 
     hidden, inter = shape.hidden_size, shape.intermediate_size
     q_dim = shape.num_attention_heads * shape.head_dim
@@ -203,7 +222,8 @@ def _write_weights(path: Path, shape: DemoSize, vocab_size: int, seed: int) -> N
         tensors[f"{prefix}.mlp.up_proj.weight"] = normal(inter, hidden)
         tensors[f"{prefix}.mlp.down_proj.weight"] = normal(hidden, inter)
     tensors["model.norm.weight"] = ones(hidden)
-    tensors["lm_head.weight"] = normal(vocab_size, hidden)
+    if not shape.tie_word_embeddings:
+        tensors["lm_head.weight"] = normal(vocab_size, hidden)
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
