@@ -69,7 +69,8 @@ def test_neuron_events_round_trip():
     for event in (StatusEvent(status), ModelEvent(LOADING)):
         assert through_sse(event, NeuronEvent) == event
     assert set(NEURON_EVENT_TAGS) == {
-        t.__struct_config__.tag for t in NeuronEvent.__args__  # type: ignore[attr-defined]
+        t.__struct_config__.tag
+        for t in NeuronEvent.__args__  # type: ignore[attr-defined]
     }
 
 
