@@ -23,18 +23,14 @@ from cortex.common.neuron import (
     UnloadRequest,
 )
 from cortex.services.gateway.anthropic import error_from_openai
+from cortex.services.gateway.upstream import (
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 _encoder = msgspec.json.Encoder()
-
-# Errors that mean the request never reached a working neuron: safe to retry elsewhere.
-UNREACHABLE = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.PoolTimeout,
-)
 
 
 class NeuronUnreachable(Exception):
@@ -52,19 +48,15 @@ class NeuronClient:
         self.endpoint = endpoint.endpoint
         token = endpoint.token or token
         self.headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.proxy = httpx.AsyncClient(
-            base_url=self.endpoint,
-            headers=self.headers,
-            timeout=httpx.Timeout(
-                connect=section.connect_timeout_s,
-                read=section.read_timeout_s,
-                write=30.0,
-                pool=section.connect_timeout_s,
-            ),
-            limits=httpx.Limits(
-                max_connections=2048, max_keepalive_connections=512, keepalive_expiry=60.0
-            ),
+        url = httpx.URL(self.endpoint)
+        self.upstream = UpstreamPool(
+            url.host,
+            url.port or (443 if url.scheme == "https" else 80),
+            connect_timeout=section.connect_timeout_s,
+            read_timeout=section.read_timeout_s,
+            tls=url.scheme == "https",
         )
+        self._path_prefix = url.path.rstrip("/")
         self.control = httpx.AsyncClient(
             base_url=self.endpoint,
             headers=self.headers,
@@ -78,7 +70,7 @@ class NeuronClient:
         )
 
     async def aclose(self) -> None:
-        await self.proxy.aclose()
+        self.upstream.close()
         await self.control.aclose()
 
     # ------------------------------------------------------------------ control
@@ -133,16 +125,21 @@ class NeuronClient:
 
     # ------------------------------------------------------------------ proxy
 
-    async def open(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        """Send an inference request and return the response with its body unread.
+    async def open(self, path: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
+        """Send an inference request; return once the response head has arrived.
 
         Raises :class:`NeuronUnreachable` when nothing was answered (retry elsewhere).
         """
-        request = self.proxy.build_request("POST", path, content=body, headers=headers)
         try:
-            return await self.proxy.send(request, stream=True)
-        except UNREACHABLE as exc:
+            return await self.upstream.request(
+                "POST", self._path_prefix + path, {**self.headers, **headers}, body
+            )
+        except UpstreamUnreachable as exc:
             raise NeuronUnreachable(self.name, self.endpoint, exc) from None
+        except UpstreamTimeout as exc:
+            raise CortexError(
+                504, f"Neuron '{self.name}' did not answer: {exc}.", code="upstream_timeout"
+            ) from None
 
 
 class NeuronPool:

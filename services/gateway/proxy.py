@@ -21,14 +21,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import anyio
-import httpx
 import msgspec
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import Timings, Usage
 from cortex.services.gateway.neuron_client import NeuronUnreachable
 from cortex.services.gateway.state import Lease, Waiter
+from cortex.services.gateway.upstream import UpstreamError, UpstreamResponse
 
 # The first chunk carrying generated output (not the role-only opening chunk).
 _FIRST_TOKEN = re.compile(rb'"(?:content|reasoning_content|text)":"(?!")|"tool_calls":\[')
@@ -144,7 +143,7 @@ class Upstream:
     """Filled by :func:`obtain`: the lease held and the open upstream response."""
 
     lease: Lease | None = None
-    response: httpx.Response | None = None
+    response: UpstreamResponse | None = None
 
 
 async def decide(gateway, model: str, request_id: str, exclude=frozenset()) -> Lease | Waiter:
@@ -244,15 +243,12 @@ async def obtain(
             ticket = await decide(gateway, model, request_id, exclude)
 
 
-async def close_quietly(response: httpx.Response) -> None:
-    """Close an upstream response even while the caller is being cancelled.
-
-    Closing before the body is read drops the connection, which is how the neuron learns
-    that the client left.
-    """
-    with anyio.CancelScope(shield=True):
-        with contextlib.suppress(Exception):
-            await response.aclose()
+async def close_quietly(response: UpstreamResponse) -> None:
+    """Close an upstream response, also while the caller is being cancelled (closing
+    never waits). Closing before the body is read drops the connection, which is how the
+    neuron learns that the client left."""
+    with contextlib.suppress(Exception):
+        await response.aclose()
 
 
 async def relay(
@@ -293,7 +289,7 @@ async def relay(
                     code="upstream_incomplete",
                 )
             )
-    except httpx.HTTPError as exc:
+    except UpstreamError as exc:
         status = 502
         yield fail(
             CortexError(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
@@ -30,7 +29,7 @@ from cortex.services.gateway.anthropic import (
     to_openai_request,
     to_tokenize_request,
 )
-from cortex.services.gateway.auth import client_guard
+from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
     SSE_HEADERS,
     ClientGone,
@@ -41,15 +40,17 @@ from cortex.services.gateway.plumbing import (
 )
 from cortex.services.gateway.proxy import Meter, Upstream, close_quietly, decide, obtain, relay
 from cortex.services.gateway.state import Lease
+from cortex.services.gateway.upstream import UpstreamError
 
 CHAT_PATH = "/v1/chat/completions"
 _encoder = msgspec.json.Encoder()
 _completion = msgspec.json.Decoder(ChatCompletion)
 
 
-@post("/v1/messages", guards=[client_guard], status_code=200)
+@post("/v1/messages", status_code=200)
 async def messages(request: Request) -> Response:
     started = time.perf_counter()
+    require_client(request)
     gateway = request.app.state.gateway
     rid = request_id(request)
     req = decode_body(await request.body(), a.MessagesRequest)
@@ -139,7 +140,7 @@ async def _upstream_error(gateway, upstream: Upstream, meter: Meter) -> CortexEr
     assert response is not None and lease is not None
     try:
         data = await response.aread()
-    except httpx.HTTPError:
+    except UpstreamError:
         data = b""
     finally:
         await close_quietly(response)
@@ -166,7 +167,7 @@ async def _whole(request, gateway, ticket, req, body, headers, meter, reply_head
             assert response is not None and upstream.lease is not None
             try:
                 data = await response.aread()
-            except httpx.HTTPError as exc:
+            except UpstreamError as exc:
                 raise CortexError(
                     502,
                     f"Neuron '{upstream.lease.neuron}' failed before finishing the answer "
@@ -203,8 +204,9 @@ async def _whole(request, gateway, ticket, req, body, headers, meter, reply_head
     )
 
 
-@post("/v1/messages/count_tokens", guards=[client_guard], status_code=200)
+@post("/v1/messages/count_tokens", status_code=200)
 async def count_tokens(request: Request) -> Response:
+    require_client(request)
     gateway = request.app.state.gateway
     req = decode_body(await request.body(), a.CountTokensRequest)
     model = resolve_model(gateway, req.model)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 from litestar import Request, Response, get, post
 from litestar.response import Stream
 
@@ -19,7 +18,7 @@ from cortex.common.errors import CortexError, openai_error_body
 from cortex.common.openai import ModelCard, ModelList
 from cortex.common.sse import PING
 from cortex.services.gateway.anthropic import error_from_openai
-from cortex.services.gateway.auth import client_guard
+from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
     SSE_HEADERS,
     ClientGone,
@@ -39,14 +38,16 @@ from cortex.services.gateway.proxy import (
     relay,
 )
 from cortex.services.gateway.state import Lease
+from cortex.services.gateway.upstream import UpstreamError
 
 
 def openai_error_event(error: CortexError) -> bytes:
     return b"data: " + openai_error_body(error) + b"\n\n"
 
 
-@get("/v1/models", guards=[client_guard], sync_to_thread=False)
+@get("/v1/models", sync_to_thread=False)
 def list_models(request: Request) -> Response:
+    require_client(request)
     gateway = request.app.state.gateway
     return Response(
         content=ModelList(data=model_cards(gateway)),
@@ -93,18 +94,19 @@ def model_cards(gateway) -> list[ModelCard]:
     return cards
 
 
-@post("/v1/chat/completions", guards=[client_guard], status_code=200)
+@post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request) -> Response:
     return await forward(request, "/v1/chat/completions", "chat")
 
 
-@post("/v1/completions", guards=[client_guard], status_code=200)
+@post("/v1/completions", status_code=200)
 async def completions(request: Request) -> Response:
     return await forward(request, "/v1/completions", "completions")
 
 
 async def forward(request: Request, path: str, endpoint: str) -> Response:
     started = time.perf_counter()
+    require_client(request)
     gateway = request.app.state.gateway
     rid = request_id(request)
     body = await request.body()
@@ -180,7 +182,7 @@ async def _waiting_stream(gateway, ticket, path, body, headers, meter: Meter, st
     if response.status_code != 200:
         try:
             data = await response.aread()
-        except httpx.HTTPError:
+        except UpstreamError:
             data = b""
         finally:
             await close_quietly(response)
@@ -197,7 +199,7 @@ async def _upstream_error(gateway, upstream: Upstream, meter: Meter, reply_heade
     assert response is not None and lease is not None
     try:
         data = await response.aread()
-    except httpx.HTTPError:
+    except UpstreamError:
         data = b""
     finally:
         await close_quietly(response)
@@ -232,7 +234,7 @@ async def _whole(request, gateway, ticket, path, body, headers, meter, reply_hea
             assert response is not None and upstream.lease is not None
             try:
                 data = await response.aread()
-            except httpx.HTTPError as exc:
+            except UpstreamError as exc:
                 raise CortexError(
                     502,
                     f"Neuron '{upstream.lease.neuron}' failed before finishing the answer "

@@ -268,7 +268,18 @@ class Scheduler:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            self._post(_Flush())
+            if self._needs_flush():
+                self._post(_Flush())
+
+    def _needs_flush(self) -> bool:
+        """Read-only check (no decision depends on it) so an idle gateway stays quiet."""
+        if self._dirty or self._removed or self._dirty_neurons or self._catalogue_dirty:
+            return True
+        if time.monotonic() - self._last_heartbeat < HEARTBEAT_S:
+            return False
+        return any(
+            r.in_flight or r.state in ("loading", "unloading") for r in self.placements.values()
+        )
 
     def _post(self, message: Any) -> None:
         self._inbox.put_nowait(message)
