@@ -1,7 +1,7 @@
 """Keeping up with the neurons: each neuron's event stream, and health checks on a timer.
 
 The event stream (``GET /events``) tells the scheduler what changes as it happens; it
-reconnects with backoff when it breaks, and a break triggers an immediate health check.
+reconnects with backoff when it breaks, and a break triggers one immediate health check.
 The health check (``GET /status`` every ``health.interval_s`` on apscheduler) is what
 decides up and down: ``health.missed_beats`` failures in a row mark a neuron down, one
 answer marks it up again. Idle-TTL unloads and eviction sweeps share the same timer.
@@ -39,6 +39,7 @@ class NeuronWatcher:
         self.health = config.health
         self._task: asyncio.Task | None = None
         self._checking = False
+        self._connected = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow_events(), name=f"events-{self.client.name}")
@@ -71,9 +72,9 @@ class NeuronWatcher:
     async def _follow_events(self) -> None:
         backoff = BACKOFF_MIN_S
         while True:
+            self._connected = False
             try:
                 await self._read_events()
-                backoff = BACKOFF_MIN_S
                 reason = "event stream ended"
             except asyncio.CancelledError:
                 raise
@@ -82,8 +83,12 @@ class NeuronWatcher:
             except Exception as exc:  # never let the watcher die
                 log.exception("reading events of neuron %s failed", self.client.name)
                 reason = str(exc)
+            if self._connected:
+                # A stream that broke: check health now rather than at the next beat.
+                # Failed reconnects do not count as beats; the timer decides "down".
+                backoff = BACKOFF_MIN_S
+                await self.check()
             log.debug("neuron %s: %s; reconnecting in %.2fs", self.client.name, reason, backoff)
-            await self.check()
             await asyncio.sleep(backoff)
             backoff = min(BACKOFF_MAX_S, backoff * 2)
 
@@ -99,6 +104,7 @@ class NeuronWatcher:
                     response.status_code,
                     f"GET /events answered {response.status_code}: {body[:200]!r}",
                 )
+            self._connected = True
             decoder = SSEDecoder()
             async for chunk in response.aiter_bytes():
                 for sse in decoder.feed(chunk):

@@ -2,7 +2,8 @@
 every layer, the body limit, and API pins that survive a restart.
 
 One real neuron (demo-tiny and demo-small on disk, a token of its own) behind a real
-gateway configured with client keys, an admin token and a 64 KiB body limit.
+gateway configured with client keys, an admin token, a 64 KiB body limit and a 2 s
+idle TTL.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ NEURON_TOKEN = "neuron-secret-1"
 MODELS = [{"id": "pinned-tiny", "path": "demo-tiny", "pin": True, "max_seq_len": 1024}]
 CONFIG = {
     "gateway": {"max_body_bytes": "64KiB"},
+    "eviction": {"idle_ttl_s": 2.0, "sweep_interval_s": 0.5},
     "auth": {"api_keys": [CLIENT_KEY], "admin_token": ADMIN, "neuron_token": NEURON_TOKEN},
 }
 
@@ -118,6 +120,25 @@ def test_bodies_over_the_limit_are_refused_with_413_in_each_dialect(gateway):
         )
     assert caught_a.value.status_code == 413
     assert caught_a.value.body["error"]["type"] == "request_too_large"
+
+
+def test_count_tokens_loads_nothing_and_idle_models_unload_after_the_ttl(gateway, neuron):
+    counted = claude(gateway).messages.count_tokens(
+        model="demo-small", messages=[{"role": "user", "content": "How many tokens?"}]
+    )
+    assert counted.input_tokens > 0
+    assert not gateway.placements("demo-small")  # counted with the tokenizer on disk
+    oai(gateway).chat.completions.create(
+        model="demo-small", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+    )
+    assert neuron.loaded("demo-small")["state"] == "loaded"
+    gateway.wait_for(lambda: neuron.loaded("demo-small") is None, timeout=30)
+    logs = gateway.get("/fleet/logs").json()
+    assert any(
+        e["kind"] == "evict" and e["model"] == "demo-small" and e["reason"] == "idle_ttl"
+        for e in logs
+    )
+    assert neuron.loaded("pinned-tiny")["state"] == "loaded"  # pinned: never idle-unloaded
 
 
 def test_api_pins_survive_a_gateway_restart(gateway, neuron):

@@ -351,6 +351,25 @@ def chat(oai, model: str) -> None:
     )
 
 
+def test_a_client_that_leaves_while_waiting_for_a_load_is_dropped_from_the_queue(fleet):
+    gateway = fleet.gateway
+    body = {"model": "tiny-b", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200  # at once, before the model is loaded
+        lines = r.iter_lines()  # held: dropping the iterator would close the response
+        assert next(lines) == ": ping"
+        assert metric(gateway, "cortex_gateway_requests_queued", model="tiny-b") == 1
+    gateway.wait_for(
+        lambda: (
+            metric(gateway, "cortex_gateway_requests_queued", model="tiny-b") == 0
+            and metric(gateway, "cortex_gateway_requests_total", model="tiny-b", status="499") == 1
+        ),
+        timeout=10,
+    )
+    # The load had reached the neuron, so it finishes (documented): the model is there.
+    gateway.wait_for(lambda: loaded_on(gateway, "tiny-b") == {"a"}, timeout=120)
+
+
 def test_lru_model_is_evicted_when_the_budget_is_full(fleet, oai):
     gateway = fleet.gateway
     chat(oai, "tiny-b")
@@ -457,6 +476,17 @@ def kill_neuron(neuron) -> None:
 def test_a_neuron_that_dies_mid_stream_ends_the_stream_and_its_models_move(fleet, oai, claude):
     gateway = fleet.gateway
     assert loaded_on(gateway, "demo-tiny") == {"b"}
+    # A second gateway that checks health rarely: it will still think B is up.
+    slow = contextlib.ExitStack()
+    lagging = slow.enter_context(
+        start_gateway(
+            gateway.work_dir.parent / "lagging-gateway",
+            neurons={"a": fleet.a.url, "b": fleet.b.url},
+            config={"health": {"interval_s": 60.0, "missed_beats": 3}},
+        )
+    )
+    lagging.wait_neurons_up()
+    lagging.wait_for(lambda: loaded_on(lagging, "demo-tiny") == {"b"})
     stream = oai.chat.completions.create(
         model="demo-tiny",
         messages=[{"role": "user", "content": "Tell a very long story"}],
@@ -473,7 +503,17 @@ def test_a_neuron_that_dies_mid_stream_ends_the_stream_and_its_models_move(fleet
     gateway.wait_for(
         lambda: not next(n for n in gateway.fleet()["neurons"] if n["name"] == "b")["up"]
     )
-    # demo-tiny is also on A: served there (a cold load, evicting per A's budget).
+    # The lagging gateway still routes to B: B refuses the connection, so the request is
+    # retried once on A, which also has demo-tiny (a cold load, evicting per A's budget).
+    with slow:
+        assert next(n for n in lagging.fleet()["neurons"] if n["name"] == "b")["up"]
+        lagging_client = openai.OpenAI(base_url=lagging.url + "/v1", api_key="x", max_retries=0)
+        retried = lagging_client.chat.completions.create(
+            model="demo-tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+        assert retried.choices[0].message.content is not None
+        assert metric(lagging, "cortex_gateway_upstream_retries_total", neuron="b") == 1
+        assert loaded_on(lagging, "demo-tiny") == {"a"}
     reply = oai.chat.completions.create(
         model="demo-tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
     )
