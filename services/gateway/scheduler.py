@@ -28,8 +28,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cortex.common.errors import CortexError
@@ -196,14 +196,6 @@ class _Flush:
     pass
 
 
-@dataclass
-class _Call:
-    """Run a synchronous function inside the loop (reads that must not interleave)."""
-
-    fn: Callable[[], Any]
-    done: asyncio.Future = field(default_factory=lambda: _future())
-
-
 # --------------------------------------------------------------------------- scheduler
 
 
@@ -334,11 +326,6 @@ class Scheduler:
         done = asyncio.get_running_loop().create_future()
         self._post(_Pin(model, pinned, done))
         return done
-
-    async def call(self, fn: Callable[[], Any]) -> Any:
-        message = _Call(fn)
-        self._post(message)
-        return await message.done
 
     # ------------------------------------------------------------------ reads
     # Synchronous reads of a consistent instant (the loop is single-threaded); they never
@@ -494,15 +481,6 @@ class Scheduler:
                 self._on_sweep()
             case _Flush():
                 self._on_flush()
-            case _Call(fn, done):
-                try:
-                    result = fn()
-                except Exception as exc:
-                    if not done.done():
-                        done.set_exception(exc)
-                else:
-                    if not done.done():
-                        done.set_result(result)
 
     # ------------------------------------------------------------------ requests
 
@@ -1148,7 +1126,7 @@ class Scheduler:
             message.done.cancel()
 
         if not self.model_known(model):
-            return refuse(404, _unknown_model(model, self.model_ids()), "model_not_found")
+            return refuse(404, unknown_model_message(model, self.model_ids()), "model_not_found")
         if neuron is not None and neuron not in self.neurons:
             known = ", ".join(self.neurons)
             text = f"There is no neuron named '{neuron}' (neurons: {known})."
@@ -1262,7 +1240,9 @@ class Scheduler:
         action = "pin" if pinned else "unpin"
         if not self.model_known(model):
             message.done.set_exception(
-                CortexError(404, _unknown_model(model, self.model_ids()), code="model_not_found")
+                CortexError(
+                    404, unknown_model_message(model, self.model_ids()), code="model_not_found"
+                )
             )
             return
         if not pinned and self.pin_source(model) == "config":
@@ -1405,12 +1385,9 @@ class Scheduler:
         self.hub.publish(LogEvent(entry))
 
 
-def _unknown_model(model: str, known: list[str]) -> str:
+def unknown_model_message(model: str, known: list[str]) -> str:
     listing = ", ".join(sorted(known)[:20]) or "none yet (are the neurons up?)"
     return (
         f"The model '{model}' does not exist in this fleet. Known models: {listing}. "
         "GET /v1/models lists them with their state."
     )
-
-
-unknown_model_message = _unknown_model
