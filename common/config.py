@@ -322,18 +322,6 @@ def load_config(path: str | Path | None, type_: type[T]) -> T:
     return decode_config(data, type_, str(path))
 
 
-def load_gateway_config(path: str | Path | None) -> tuple[GatewayConfig, ModelsConfig]:
-    """cortex.toml and the models.toml it names (relative to cortex.toml's folder)."""
-    gateway = load_config(path, GatewayConfig)
-    models_file = gateway.gateway.models_file
-    if not models_file:
-        return gateway, ModelsConfig()
-    models_path = Path(models_file).expanduser()
-    if not models_path.is_absolute() and path is not None:
-        models_path = Path(path).parent / models_path
-    return gateway, load_config(models_path, ModelsConfig)
-
-
 def decode_config(data: bytes | str, type_: type[T], source: str) -> T:
     try:
         return msgspec.toml.decode(data, type=type_)

@@ -34,3 +34,15 @@ def notify_ready(status: str = "") -> bool:
 
 def notify_stopping() -> bool:
     return notify("STOPPING=1")
+
+
+def notify_when_started(server, status: str) -> None:
+    """Make a ``uvicorn.Server`` send READY=1 once its sockets listen."""
+    original_startup = server.startup
+
+    async def startup(sockets=None):
+        await original_startup(sockets=sockets)
+        if server.started:
+            notify_ready(status)
+
+    server.startup = startup

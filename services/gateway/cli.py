@@ -20,6 +20,7 @@ from collections.abc import Generator
 import uvicorn
 
 from cortex.common.config import ConfigError, parse_listen
+from cortex.common.systemd import notify_when_started
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -120,6 +121,7 @@ async def serve(settings) -> None:
             lifespan="off",
         )
     )
+    notify_when_started(api, f"serving on {section.listen}, metrics on {section.metrics_listen}")
     metrics_task = asyncio.create_task(metrics.serve())
     try:
         await api.serve()

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from cortex.common.config import NeuronConfig, load_config, parse_listen
-from cortex.common.systemd import notify_ready
+from cortex.common.systemd import notify_when_started
 
 log = logging.getLogger("cortex.neuron")
 
@@ -75,13 +75,6 @@ def serve_main(argv: list[str]) -> int:
             timeout_graceful_shutdown=5,
         )
     )
-    original_startup = server.startup
-
-    async def startup(sockets=None):
-        await original_startup(sockets=sockets)
-        if server.started:
-            notify_ready(f"serving on {host}:{port}")
-
-    server.startup = startup  # type: ignore[method-assign]
+    notify_when_started(server, f"serving on {host}:{port}")
     server.run()
     return 0

@@ -14,8 +14,8 @@ from cortex.common.config import (
     ModelsConfig,
     NeuronConfig,
     load_config,
-    load_gateway_config,
 )
+from cortex.services.gateway.settings import Settings
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "packaging" / "config"
 
@@ -52,7 +52,7 @@ def test_example_loads_and_covers_every_option(name, struct):
 
 
 def test_gateway_example_reads_its_models_file_beside_it():
-    gateway, models = load_gateway_config(CONFIG_DIR / "cortex.toml")
-    assert [n.name for n in gateway.neurons] == ["gpu-a", "gpu-b"]
-    assert [m.id for m in models.models] == ["qwen2.5-coder-7b", "demo-small"]
-    assert models.models[0].pin is True
+    settings = Settings.load(CONFIG_DIR / "cortex.toml")
+    assert [n.name for n in settings.config.neurons] == ["gpu-a", "gpu-b"]
+    assert [m.id for m in settings.models.models] == ["qwen2.5-coder-7b", "demo-small"]
+    assert settings.profiles["qwen2.5-coder-7b"].pin is True

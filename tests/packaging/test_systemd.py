@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.gateway import start_gateway
+from support.neuron import start_neuron
 
 from cortex.common.systemd import notify_ready
 
@@ -77,6 +79,23 @@ def test_notify_ready_reaches_the_notify_socket(tmp_path, monkeypatch):
         monkeypatch.setenv("NOTIFY_SOCKET", address)
         assert notify_ready("serving on 127.0.0.1:31313") is True
         assert listener.recv(1024) == b"READY=1\nSTATUS=serving on 127.0.0.1:31313"
+
+
+@pytest.mark.parametrize("daemon", ["neuron", "gateway"])
+def test_daemons_report_ready_once_their_port_answers(daemon, demo_models, tmp_path):
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(60)
+        env = {"NOTIFY_SOCKET": address}
+        if daemon == "neuron":
+            launcher = start_neuron(demo_models.root, tmp_path / "n", env=env)
+        else:
+            launcher = start_gateway(tmp_path / "g", neurons={"a": "http://127.0.0.1:9"}, env=env)
+        with launcher as process:
+            message = listener.recv(1024).decode()
+            assert message.startswith("READY=1\nSTATUS=serving on 127.0.0.1:")
+            assert process.get("/health").status_code == 200
 
 
 def test_notify_is_a_no_op_outside_systemd(monkeypatch):
