@@ -92,9 +92,8 @@ async def messages(request: Request) -> Response:
 
 
 async def _relay(gateway, upstream: Upstream, meter: Meter, translator: StreamTranslator):
-    first = translator.start()
-    if first:
-        yield first
+    # message_start goes out with the neuron's opening chunk, which carries the prompt's
+    # token count (Claude Code reads input_tokens there).
     async for data in relay(
         gateway,
         upstream,

@@ -133,7 +133,8 @@ async def _generate(
 async def _sse(handle: RequestHandle, projector) -> AsyncIterator[bytes]:
     opening = getattr(projector, "start", None)
     if opening is not None:
-        yield opening()  # headers and the role chunk go out before the first token
+        # Headers and the role chunk (with the prompt's size) go out before the first token.
+        yield opening(prompt_tokens=handle.prompt_tokens)
     async for batch in handle.batches():
         data = b"".join(projector.feed(event) for event in batch)
         if data:

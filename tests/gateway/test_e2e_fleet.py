@@ -221,11 +221,19 @@ def test_messages_stream_and_non_stream_through_the_anthropic_sdk(fleet, claude)
         extra_headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"},
         extra_query={"beta": "true"},
     ) as stream:
-        texts = list(stream.text_stream)
+        events = list(stream)
         final = stream.get_final_message()
+    texts = [
+        e.delta.text
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "text_delta"
+    ]
     assert "".join(texts) == final.content[0].text
     assert final.stop_reason in ("end_turn", "max_tokens")
     assert final.usage.output_tokens > 0
+    # Claude Code sizes the prompt from message_start, before any token arrives.
+    start = next(e for e in events if e.type == "message_start")
+    assert start.message.usage.input_tokens == final.usage.input_tokens > 0
 
 
 def test_forced_tool_use_through_the_anthropic_sdk(fleet, claude):

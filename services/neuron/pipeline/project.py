@@ -120,12 +120,19 @@ class ChatStreamProjector:
         self.started = False
         self.finished = False
 
-    def start(self) -> bytes:
-        """The opening chunk (``role: "assistant"``); sent by ``feed`` if not sent yet."""
+    def start(self, prompt_tokens: int | None = None) -> bytes:
+        """The opening chunk (``role: "assistant"``); sent by ``feed`` if not sent yet.
+
+        ``prompt_tokens`` rides on it as ``timings.prompt_tokens``, so a client (or the
+        gateway's Anthropic ``message_start``) knows the prompt size before any token.
+        """
         if self.started:
             return b""
         self.started = True
-        return encode_json(self._chunk(ChoiceDelta(role="assistant", content="")))
+        chunk = self._chunk(ChoiceDelta(role="assistant", content=""))
+        if prompt_tokens is not None:
+            chunk.timings = Timings(prompt_tokens=prompt_tokens)
+        return encode_json(chunk)
 
     def feed(self, event: InferenceEvent) -> bytes:
         """SSE bytes for ``event`` (the Finish also writes usage and ``[DONE]``)."""
