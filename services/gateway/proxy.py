@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections import deque
@@ -30,6 +31,7 @@ from cortex.services.gateway.state import Lease, Waiter
 from cortex.services.gateway.upstream import UpstreamError, UpstreamResponse
 
 # The first chunk carrying generated output (not the role-only opening chunk).
+log = logging.getLogger("cortex.gateway.request")
 _FIRST_TOKEN = re.compile(rb'"(?:content|reasoning_content|text)":"(?!")|"tool_calls":\[')
 _DONE = b"data: [DONE]"
 
@@ -52,12 +54,16 @@ class Meter:
         "gateway",
         "model",
         "reported",
+        "request_id",
         "started",
         "tail",
     )
 
-    def __init__(self, gateway, model: str, endpoint: str, started: float) -> None:
+    def __init__(
+        self, gateway, model: str, endpoint: str, started: float, request_id: str = ""
+    ) -> None:
         self.gateway = gateway
+        self.request_id = request_id
         self.model = model
         self.endpoint = endpoint
         self.started = started
@@ -93,7 +99,7 @@ class Meter:
         return _Figures()
 
     def report(self, status: int, neuron: str = "", body: bytes | None = None) -> None:
-        """Record the request in metrics, once."""
+        """Record the request in metrics and the log (one line, with its id), once."""
         if self.reported:
             return
         self.reported = True
@@ -135,6 +141,19 @@ class Meter:
             prompt_tokens=prompt,
             completion_tokens=completion,
             decode_rate=rate,
+        )
+        log.info(
+            "request %s model=%s neuron=%s endpoint=%s status=%d prompt=%d completion=%d "
+            "ttft_ms=%s total_ms=%.1f",
+            self.request_id or "-",
+            self.model,
+            neuron or "-",
+            self.endpoint,
+            status,
+            prompt,
+            completion,
+            f"{ttft * 1000:.1f}" if ttft is not None else "-",
+            (end - self.started) * 1000,
         )
 
 

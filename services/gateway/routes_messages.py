@@ -57,7 +57,7 @@ async def messages(request: Request) -> Response:
     model = resolve_model(gateway, req.model)
     body = _encoder.encode(to_openai_request(req, model=model))
     headers = upstream_headers(rid, req.stream)
-    meter = Meter(gateway, model, "messages", started)
+    meter = Meter(gateway, model, "messages", started, rid)
     try:
         ticket = await decide(gateway, model, rid)
     except CortexError as exc:

@@ -114,7 +114,7 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
     model = resolve_model(gateway, head.model)
     if model != head.model:
         body = replace_model(body, model)
-    meter = Meter(gateway, model, endpoint, started)
+    meter = Meter(gateway, model, endpoint, started, rid)
     headers = upstream_headers(rid, head.stream)
     try:
         ticket = await decide(gateway, model, rid)
