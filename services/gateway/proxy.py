@@ -27,6 +27,7 @@ import msgspec
 from cortex.common.errors import CortexError
 from cortex.common.openai import Timings, Usage
 from cortex.services.gateway.neuron_client import NeuronUnreachable
+from cortex.services.gateway.plumbing import ClientGone, unless_client_leaves
 from cortex.services.gateway.state import Lease, Waiter
 from cortex.services.gateway.upstream import UpstreamError, UpstreamResponse
 
@@ -260,6 +261,148 @@ async def obtain(
             gateway.metrics.retries.labels(lease.neuron).inc()
             exclude = exclude | {lease.neuron}
             ticket = await decide(gateway, model, request_id, exclude)
+
+
+async def connect(
+    gateway, lease: Lease, *, path: str, body: bytes, headers: dict[str, str], meter: Meter
+) -> Upstream:
+    """Open the upstream request for a model that is loaded (no waiting, so nothing is
+    sent to the client yet); errors are reported on ``meter`` and raised."""
+    upstream = Upstream()
+    try:
+        async for _ in obtain(
+            gateway,
+            lease,
+            path=path,
+            body=body,
+            headers=headers,
+            out=upstream,
+            started=meter.started,
+        ):
+            pass
+    except CortexError as exc:
+        meter.report(exc.status)
+        raise
+    return upstream
+
+
+async def read_refusal(gateway, upstream: Upstream, meter: Meter) -> tuple[int, bytes]:
+    """The status and body of a neuron's non-200 answer; closes it and frees the lease."""
+    response, lease = upstream.response, upstream.lease
+    assert response is not None and lease is not None
+    try:
+        data = await response.aread()
+    except UpstreamError:
+        data = b""
+    finally:
+        await close_quietly(response)
+        gateway.scheduler.release(lease)
+    meter.report(response.status_code, lease.neuron)
+    return response.status_code, data
+
+
+async def waiting_stream(
+    gateway,
+    waiter: Waiter,
+    *,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    meter: Meter,
+    keepalive: Callable[[], bytes],
+    fail: Callable[[CortexError], bytes],
+    refusal: Callable[[int, bytes], CortexError],
+    answer: Callable[[Upstream], AsyncIterator[bytes]],
+) -> AsyncIterator[bytes]:
+    """A stream whose model is not ready: 200 and keepalives at once, then the answer.
+
+    Anything that goes wrong after the 200 is an error event (``fail``) in the client's
+    dialect; ``refusal`` turns a neuron's error answer into the error to send.
+    """
+    upstream = Upstream()
+    try:
+        async for ping in obtain(
+            gateway,
+            waiter,
+            path=path,
+            body=body,
+            headers=headers,
+            out=upstream,
+            started=meter.started,
+            keepalive=keepalive,
+        ):
+            yield ping
+    except CortexError as exc:
+        meter.report(exc.status)
+        yield fail(exc)
+        return
+    except BaseException:
+        meter.report(499)
+        raise
+    assert upstream.response is not None
+    if upstream.response.status_code != 200:
+        yield fail(refusal(*await read_refusal(gateway, upstream, meter)))
+        return
+    async for chunk in answer(upstream):
+        yield chunk
+
+
+async def fetch_whole(
+    request,
+    gateway,
+    ticket: Lease | Waiter,
+    *,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    meter: Meter,
+) -> tuple[int, bytes, str]:
+    """A non-stream exchange: wait, send, read the whole answer (status, body, neuron).
+
+    Cancelled when the client hangs up (ClientGone); reported on ``meter`` either way.
+    """
+
+    async def work() -> tuple[int, bytes, str]:
+        upstream = Upstream()
+        try:
+            async for _ in obtain(
+                gateway,
+                ticket,
+                path=path,
+                body=body,
+                headers=headers,
+                out=upstream,
+                started=meter.started,
+            ):
+                pass
+            response = upstream.response
+            assert response is not None and upstream.lease is not None
+            try:
+                data = await response.aread()
+            except UpstreamError as exc:
+                raise CortexError(
+                    502,
+                    f"Neuron '{upstream.lease.neuron}' failed before finishing the answer "
+                    f"({exc or type(exc).__name__}). Retry the request.",
+                    code="upstream_failed",
+                ) from None
+            return response.status_code, data, upstream.lease.neuron
+        finally:
+            if upstream.response is not None:
+                await close_quietly(upstream.response)
+            if upstream.lease is not None:
+                gateway.scheduler.release(upstream.lease)
+
+    try:
+        status, data, neuron = await unless_client_leaves(request, work())
+    except ClientGone:
+        meter.report(499)
+        raise
+    except CortexError as exc:
+        meter.report(exc.status)
+        raise
+    meter.report(status, neuron, body=data)
+    return status, data, neuron
 
 
 async def close_quietly(response: UpstreamResponse) -> None:

@@ -35,12 +35,18 @@ from cortex.services.gateway.plumbing import (
     ClientGone,
     request_id,
     resolve_model,
-    unless_client_leaves,
     upstream_headers,
 )
-from cortex.services.gateway.proxy import Meter, Upstream, close_quietly, decide, obtain, relay
+from cortex.services.gateway.proxy import (
+    Meter,
+    connect,
+    decide,
+    fetch_whole,
+    read_refusal,
+    relay,
+    waiting_stream,
+)
 from cortex.services.gateway.state import Lease
-from cortex.services.gateway.upstream import UpstreamError
 
 CHAT_PATH = "/v1/chat/completions"
 _encoder = msgspec.json.Encoder()
@@ -64,131 +70,47 @@ async def messages(request: Request) -> Response:
         meter.report(exc.status)
         raise
     reply_headers = {"x-request-id": rid}
+    exchange = {"path": CHAT_PATH, "body": body, "headers": headers, "meter": meter}
     if not req.stream:
-        return await _whole(request, gateway, ticket, req, body, headers, meter, reply_headers)
+        return await _whole(request, gateway, ticket, req, exchange, reply_headers)
     translator = StreamTranslator(req, model=req.model)
+
+    def answer(upstream):
+        # message_start goes out with the neuron's opening chunk, which carries the
+        # prompt's token count (Claude Code reads input_tokens there).
+        return relay(
+            gateway,
+            upstream,
+            meter,
+            translate=translator.feed_bytes,
+            finish=translator.finish,
+            fail=translator.error,
+        )
+
     if isinstance(ticket, Lease):
-        upstream = Upstream()
-        try:
-            async for _ in obtain(
-                gateway,
-                ticket,
-                path=CHAT_PATH,
-                body=body,
-                headers=headers,
-                out=upstream,
-                started=started,
-            ):
-                pass
-        except CortexError as exc:
-            meter.report(exc.status)
-            raise
-        if upstream.response is not None and upstream.response.status_code != 200:
-            raise await _upstream_error(gateway, upstream, meter)
-        stream = _relay(gateway, upstream, meter, translator)
+        upstream = await connect(gateway, ticket, **exchange)
+        assert upstream.response is not None
+        if upstream.response.status_code != 200:
+            raise error_from_openai(*await read_refusal(gateway, upstream, meter))
+        stream = answer(upstream)
     else:
-        stream = _waiting_stream(gateway, ticket, body, headers, meter, started, translator)
+        stream = waiting_stream(
+            gateway,
+            ticket,
+            **exchange,
+            keepalive=translator.ping,
+            fail=translator.error,
+            refusal=error_from_openai,
+            answer=answer,
+        )
     return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
 
 
-async def _relay(gateway, upstream: Upstream, meter: Meter, translator: StreamTranslator):
-    # message_start goes out with the neuron's opening chunk, which carries the prompt's
-    # token count (Claude Code reads input_tokens there).
-    async for data in relay(
-        gateway,
-        upstream,
-        meter,
-        translate=translator.feed_bytes,
-        finish=translator.finish,
-        fail=translator.error,
-    ):
-        yield data
-
-
-async def _waiting_stream(gateway, ticket, body, headers, meter, started, translator):
-    upstream = Upstream()
+async def _whole(request, gateway, ticket, req, exchange, reply_headers) -> Response:
     try:
-        async for ping in obtain(
-            gateway,
-            ticket,
-            path=CHAT_PATH,
-            body=body,
-            headers=headers,
-            out=upstream,
-            started=started,
-            keepalive=translator.ping,
-        ):
-            yield ping
-    except CortexError as exc:
-        meter.report(exc.status)
-        yield translator.error(exc)
-        return
-    except BaseException:
-        meter.report(499)
-        raise
-    if upstream.response is not None and upstream.response.status_code != 200:
-        error = await _upstream_error(gateway, upstream, meter)
-        yield translator.error(error)
-        return
-    async for data in _relay(gateway, upstream, meter, translator):
-        yield data
-
-
-async def _upstream_error(gateway, upstream: Upstream, meter: Meter) -> CortexError:
-    response, lease = upstream.response, upstream.lease
-    assert response is not None and lease is not None
-    try:
-        data = await response.aread()
-    except UpstreamError:
-        data = b""
-    finally:
-        await close_quietly(response)
-        gateway.scheduler.release(lease)
-    meter.report(response.status_code, lease.neuron)
-    return error_from_openai(response.status_code, data)
-
-
-async def _whole(request, gateway, ticket, req, body, headers, meter, reply_headers) -> Response:
-    async def work() -> tuple[int, bytes, str]:
-        upstream = Upstream()
-        try:
-            async for _ in obtain(
-                gateway,
-                ticket,
-                path=CHAT_PATH,
-                body=body,
-                headers=headers,
-                out=upstream,
-                started=meter.started,
-            ):
-                pass
-            response = upstream.response
-            assert response is not None and upstream.lease is not None
-            try:
-                data = await response.aread()
-            except UpstreamError as exc:
-                raise CortexError(
-                    502,
-                    f"Neuron '{upstream.lease.neuron}' failed before finishing the answer "
-                    f"({exc or type(exc).__name__}). Retry the request.",
-                    code="upstream_failed",
-                ) from None
-            return response.status_code, data, upstream.lease.neuron
-        finally:
-            if upstream.response is not None:
-                await close_quietly(upstream.response)
-            if upstream.lease is not None:
-                gateway.scheduler.release(upstream.lease)
-
-    try:
-        status, data, neuron = await unless_client_leaves(request, work())
+        status, data, neuron = await fetch_whole(request, gateway, ticket, **exchange)
     except ClientGone:
-        meter.report(499)
         return Response(content=b"", status_code=499)
-    except CortexError as exc:
-        meter.report(exc.status)
-        raise
-    meter.report(status, neuron, body=data)
     if status != 200:
         raise error_from_openai(status, data)
     try:

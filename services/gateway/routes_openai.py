@@ -26,19 +26,18 @@ from cortex.services.gateway.plumbing import (
     replace_model,
     request_id,
     resolve_model,
-    unless_client_leaves,
     upstream_headers,
 )
 from cortex.services.gateway.proxy import (
     Meter,
-    Upstream,
-    close_quietly,
+    connect,
     decide,
-    obtain,
+    fetch_whole,
+    read_refusal,
     relay,
+    waiting_stream,
 )
 from cortex.services.gateway.state import Lease
-from cortex.services.gateway.upstream import UpstreamError
 
 
 def openai_error_event(error: CortexError) -> bytes:
@@ -122,149 +121,45 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         meter.report(exc.status)
         raise
     reply_headers = {"x-request-id": rid}
+    exchange = {"path": path, "body": body, "headers": headers, "meter": meter}
+
+    def answer(upstream):
+        return relay(gateway, upstream, meter, fail=openai_error_event)
+
     if not head.stream:
-        return await _whole(request, gateway, ticket, path, body, headers, meter, reply_headers)
-    if isinstance(ticket, Lease):
-        upstream = Upstream()
         try:
-            async for _ in obtain(
-                gateway,
-                ticket,
-                path=path,
-                body=body,
-                headers=headers,
-                out=upstream,
-                started=started,
-            ):
-                pass
-        except CortexError as exc:
-            meter.report(exc.status)
-            raise
-        response = upstream.response
-        assert response is not None and upstream.lease is not None
-        if response.status_code != 200:
-            return await _upstream_error(gateway, upstream, meter, reply_headers)
-        return Stream(
-            relay(gateway, upstream, meter, fail=openai_error_event),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **reply_headers},
+            status, data, _ = await fetch_whole(request, gateway, ticket, **exchange)
+        except ClientGone:
+            return Response(content=b"", status_code=499)
+        if status != 200:
+            return _error_response(error_from_openai(status, data), status, reply_headers)
+        return Response(
+            content=data, status_code=200, media_type="application/json", headers=reply_headers
         )
-    return Stream(
-        _waiting_stream(gateway, ticket, path, body, headers, meter, started),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, **reply_headers},
-    )
-
-
-async def _waiting_stream(gateway, ticket, path, body, headers, meter: Meter, started: float):
-    upstream = Upstream()
-    try:
-        async for ping in obtain(
+    if isinstance(ticket, Lease):
+        upstream = await connect(gateway, ticket, **exchange)
+        assert upstream.response is not None
+        if upstream.response.status_code != 200:
+            status, data = await read_refusal(gateway, upstream, meter)
+            return _error_response(error_from_openai(status, data), status, reply_headers)
+        stream = answer(upstream)
+    else:
+        stream = waiting_stream(
             gateway,
             ticket,
-            path=path,
-            body=body,
-            headers=headers,
-            out=upstream,
-            started=started,
+            **exchange,
             keepalive=lambda: PING,
-        ):
-            yield ping
-    except CortexError as exc:
-        meter.report(exc.status)
-        yield openai_error_event(exc)
-        return
-    except BaseException:
-        meter.report(499)
-        raise
-    response = upstream.response
-    assert response is not None and upstream.lease is not None
-    if response.status_code != 200:
-        try:
-            data = await response.aread()
-        except UpstreamError:
-            data = b""
-        finally:
-            await close_quietly(response)
-            gateway.scheduler.release(upstream.lease)
-        meter.report(response.status_code, upstream.lease.neuron)
-        yield openai_error_event(error_from_openai(response.status_code, data))
-        return
-    async for chunk in relay(gateway, upstream, meter, fail=openai_error_event):
-        yield chunk
+            fail=openai_error_event,
+            refusal=error_from_openai,
+            answer=answer,
+        )
+    return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
 
 
-async def _upstream_error(gateway, upstream: Upstream, meter: Meter, reply_headers) -> Response:
-    response, lease = upstream.response, upstream.lease
-    assert response is not None and lease is not None
-    try:
-        data = await response.aread()
-    except UpstreamError:
-        data = b""
-    finally:
-        await close_quietly(response)
-        gateway.scheduler.release(lease)
-    meter.report(response.status_code, lease.neuron)
-    error = error_from_openai(response.status_code, data)
+def _error_response(error: CortexError, status: int, reply_headers: dict) -> Response:
     return Response(
         content=openai_error_body(error),
-        status_code=response.status_code,
+        status_code=status,
         media_type="application/json",
         headers={**error.headers(), **reply_headers},
-    )
-
-
-async def _whole(request, gateway, ticket, path, body, headers, meter, reply_headers) -> Response:
-    """A non-stream request: wait, send, read the whole answer; cancelled if the client leaves."""
-
-    async def work() -> tuple[int, bytes, str]:
-        upstream = Upstream()
-        try:
-            async for _ in obtain(
-                gateway,
-                ticket,
-                path=path,
-                body=body,
-                headers=headers,
-                out=upstream,
-                started=meter.started,
-            ):
-                pass
-            response = upstream.response
-            assert response is not None and upstream.lease is not None
-            try:
-                data = await response.aread()
-            except UpstreamError as exc:
-                raise CortexError(
-                    502,
-                    f"Neuron '{upstream.lease.neuron}' failed before finishing the answer "
-                    f"({exc or type(exc).__name__}). Retry the request.",
-                    code="upstream_failed",
-                ) from None
-            return response.status_code, data, upstream.lease.neuron
-        finally:
-            if upstream.response is not None:
-                await close_quietly(upstream.response)
-            if upstream.lease is not None:
-                gateway.scheduler.release(upstream.lease)
-
-    try:
-        status, data, neuron = await unless_client_leaves(request, work())
-    except ClientGone:
-        meter.report(499)
-        return Response(content=b"", status_code=499)
-    except CortexError as exc:
-        meter.report(exc.status)
-        raise
-    meter.report(status, neuron, body=data)
-    if status != 200:
-        error = error_from_openai(status, data)
-        return Response(
-            content=openai_error_body(error),
-            status_code=status,
-            media_type="application/json",
-            headers={**error.headers(), **reply_headers},
-        )
-    return Response(
-        content=data, status_code=200, media_type="application/json", headers=reply_headers
     )
