@@ -19,10 +19,7 @@ restart that keeps API pins. The log is ``work_dir / "gateway.log"`` (``log_text
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from typing import Any
 import httpx
 
 from support.ports import free_port
+from support.processes import spawn, terminate, wait_healthy
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -102,13 +100,7 @@ class GatewayProcess:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process)
 
 
 def toml_text(tables: dict[str, Any]) -> str:
@@ -216,14 +208,7 @@ def start_gateway(
         models=models,
         config=config,
     )
-    log = (work_dir / "gateway.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cortex.services.gateway.cli", "--config", str(path)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
+    process = spawn("cortex.services.gateway.cli", path, work_dir / "gateway.log", env)
     gateway = GatewayProcess(
         url=f"http://127.0.0.1:{port}",
         metrics_url=f"http://127.0.0.1:{metrics_port}",
@@ -232,22 +217,7 @@ def start_gateway(
         token=token,
     )
     try:
-        _wait_healthy(gateway)
+        wait_healthy("cortex-gateway", process, gateway.url, gateway.log_text, STARTUP_TIMEOUT_S)
         yield gateway
     finally:
         gateway.stop()
-        log.close()
-
-
-def _wait_healthy(gateway: GatewayProcess) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if gateway.process.poll() is not None:
-            raise RuntimeError(
-                f"cortex-gateway exited with {gateway.process.returncode}:\n{gateway.log_text()}"
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(gateway.url + "/health", timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"cortex-gateway did not answer /health in time:\n{gateway.log_text()}")

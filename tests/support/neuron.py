@@ -18,10 +18,7 @@ messages). Works as a context manager inside fixtures of any scope.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ import httpx
 import psutil
 
 from support.ports import free_port
+from support.processes import spawn, terminate, wait_healthy
 
 STARTUP_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 180.0
@@ -114,13 +112,7 @@ class NeuronProcess:
         """Stop the daemon and every process it started."""
         with contextlib.suppress(psutil.NoSuchProcess):
             self.children |= {c.pid for c in psutil.Process(self.process.pid).children(True)}
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process)
         for pid in self.children:
             with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
                 proc = psutil.Process(pid)
@@ -187,34 +179,12 @@ def start_neuron(
     config = write_config(
         work_dir / "neuron.toml", models_dir=models_dir, port=port, token=token, settings=settings
     )
-    log = (work_dir / "neuron.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cortex.services.neuron.cli", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
+    process = spawn("cortex.services.neuron.cli", config, work_dir / "neuron.log", env)
     neuron = NeuronProcess(
         url=f"http://127.0.0.1:{port}", port=port, token=token, work_dir=work_dir, process=process
     )
     try:
-        _wait_healthy(neuron)
+        wait_healthy("cortex-neuron", process, neuron.url, neuron.log_text, STARTUP_TIMEOUT_S)
         yield neuron
     finally:
         neuron.stop()
-        log.close()
-
-
-def _wait_healthy(neuron: NeuronProcess) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if neuron.process.poll() is not None:
-            raise RuntimeError(
-                f"cortex-neuron exited with {neuron.process.returncode}:\n{neuron.log_text()}"
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(neuron.url + "/health", timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"cortex-neuron did not answer /health in time:\n{neuron.log_text()}")
