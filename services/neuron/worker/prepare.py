@@ -32,6 +32,10 @@ class Job:
     completion_tokens: int = 0
     cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Output not yet sent to the supervisor, and when output was last sent.
+    held_events: list = field(default_factory=list)
+    held_tokens: int = 0
+    last_sent: float = 0.0
 
 
 class JobFactory:

@@ -69,12 +69,22 @@ class WorkerProcess:
     async def _read_frames(self) -> None:
         stdout = self.proc.stdout
         assert stdout is not None
+        # Read what has arrived and dispatch every whole frame in it: a fast model sends
+        # a frame per token, and one await per read (not two per frame) keeps up.
+        buffer = b""
+        size = p.HEADER.size
         try:
-            while True:
-                header = await stdout.readexactly(p.HEADER.size)
-                payload = await stdout.readexactly(p.frame_length(header))
-                self._dispatch(p.decode_from_worker(payload))
-        except (asyncio.IncompleteReadError, ConnectionError):
+            while chunk := await stdout.read(1 << 16):
+                buffer += chunk
+                start = 0
+                while len(buffer) - start >= size:
+                    end = start + size + p.frame_length(buffer[start : start + size])
+                    if end > len(buffer):
+                        break
+                    self._dispatch(p.decode_from_worker(buffer[start + size : end]))
+                    start = end
+                buffer = buffer[start:]
+        except ConnectionError:
             pass
         except (msgspec.DecodeError, ValueError) as exc:
             log.error("worker %s sent a bad frame (%s); stopping it", self.pid, exc)

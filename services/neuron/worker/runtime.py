@@ -25,6 +25,8 @@ from cortex.services.neuron.worker import protocol as p
 
 log = logging.getLogger("cortex.neuron.worker")
 
+SEND_INTERVAL_S = 0.002  # bound on how long a decoded token waits to be sent
+
 
 class FrameWriter:
     """Frames to the supervisor; both threads write, so whole frames go under a lock."""
@@ -150,12 +152,27 @@ class EngineLoop:
                 events.extend(job.pipeline.close())
                 if output.finished is None:
                     self.engine.cancel(job.rid)
-            if events or used:
-                self.out.send(p.Output(rid=job.rid, tokens=used, events=events))
+            job.held_events.extend(events)
+            job.held_tokens += used
+            self._send_output(job, force=ended)
             if ended:
                 del self.running[job.rid]
                 reason = job.pipeline.finish_reason(output.finished or "stop")
                 self._finish(job, reason)
+
+    def _send_output(self, job, force: bool) -> None:
+        """Send a job's held output, at most every SEND_INTERVAL_S unless ``force``.
+
+        A model faster than the interval would otherwise cost the supervisor a frame per
+        token; a slower one still sends every token at once, and the first token of a
+        request is never held.
+        """
+        if not (job.held_events or job.held_tokens):
+            return
+        now = time.monotonic()
+        if force or now - job.last_sent >= SEND_INTERVAL_S:
+            self.out.send(p.Output(rid=job.rid, tokens=job.held_tokens, events=job.held_events))
+            job.held_events, job.held_tokens, job.last_sent = [], 0, now
 
     def _finish(self, job, reason: str, error: str | None = None) -> None:
         self.out.send(
