@@ -19,7 +19,6 @@ restart that keeps API pins. The log is ``work_dir / "gateway.log"`` (``log_text
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,35 +28,15 @@ from typing import Any
 import httpx
 
 from support.ports import free_port
-from support.processes import spawn, terminate, wait_healthy
+from support.processes import DaemonProcess, spawn, terminate, wait_healthy
 
 STARTUP_TIMEOUT_S = 30.0
 
 
-@dataclass
-class GatewayProcess:
-    url: str
+@dataclass(kw_only=True)
+class GatewayProcess(DaemonProcess):
+    LOG_NAME = "gateway.log"
     metrics_url: str
-    work_dir: Path
-    process: subprocess.Popen
-    token: str = ""  # sent by get()/post(): an API key or the admin token
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def client(self, timeout: float = 120.0, token: str | None = None) -> httpx.Client:
-        token = self.token if token is None else token
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        with self.client() as client:
-            return client.get(path, **kwargs)
-
-    def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
-        with self.client() as client:
-            return client.post(path, json=json, **kwargs)
 
     def fleet(self) -> dict[str, Any]:
         response = self.get("/fleet")
@@ -94,10 +73,6 @@ class GatewayProcess:
             return all(state.get(name) for name in wanted)
 
         self.wait_for(up, timeout=timeout)
-
-    def log_text(self) -> str:
-        path = self.work_dir / "gateway.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         terminate(self.process)

@@ -18,49 +18,26 @@ messages). Works as a context manager inside fixtures of any scope.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from support.ports import free_port
-from support.processes import spawn, terminate, wait_healthy
+from support.processes import DaemonProcess, spawn, terminate, wait_healthy
 
 STARTUP_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 180.0
 
 
-@dataclass
-class NeuronProcess:
-    url: str
+@dataclass(kw_only=True)
+class NeuronProcess(DaemonProcess):
+    LOG_NAME = "neuron.log"
     port: int
-    token: str
-    work_dir: Path
-    process: subprocess.Popen
     children: set[int] = field(default_factory=set)
-
-    # ------------------------------------------------------------------ http
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def client(self, timeout: float = 120.0) -> httpx.Client:
-        """An httpx client on the neuron's URL, with the token when one is set."""
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        with self.client() as client:
-            return client.get(path, **kwargs)
-
-    def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
-        with self.client() as client:
-            return client.post(path, json=json, **kwargs)
 
     def status(self) -> dict[str, Any]:
         response = self.get("/status")
@@ -103,10 +80,6 @@ class NeuronProcess:
             time.sleep(interval)
 
     # ------------------------------------------------------------------ process
-
-    def log_text(self) -> str:
-        path = self.work_dir / "neuron.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         """Stop the daemon and every process it started."""

@@ -9,9 +9,44 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
+
+
+@dataclass(kw_only=True)
+class DaemonProcess:
+    """A daemon started for a test: its URL, its work folder (config, log) and process."""
+
+    LOG_NAME: ClassVar[str]
+    url: str
+    work_dir: Path
+    process: subprocess.Popen
+    token: str = ""  # sent by client()/get()/post()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def client(self, timeout: float = 120.0, token: str | None = None) -> httpx.Client:
+        """An httpx client on the daemon's URL, with the token when one is set."""
+        token = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.get(path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.post(path, json=json, **kwargs)
+
+    def log_text(self) -> str:
+        path = self.work_dir / self.LOG_NAME
+        return path.read_text(errors="replace") if path.exists() else ""
 
 
 def spawn(module: str, config: Path, log: Path, env: dict[str, str] | None) -> subprocess.Popen:
