@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from cortex.services.neuron.demo import SIZES, default_name, generate
+from cortex.services.neuron.demo import DEMO_SIZES, default_name, generate
 
 READY_TIMEOUT_S = 90.0
 
@@ -49,7 +49,7 @@ class Fleet:
 def prepare(fleet: Fleet) -> dict[str, Path]:
     """Models on disk and one config file per process; returns the configs."""
     models = fleet.root / "models"
-    for size in SIZES:
+    for size in DEMO_SIZES:
         target = models / default_name(size)
         if not (target / "model.safetensors").exists():
             print(f"generating {default_name(size)} ...", flush=True)

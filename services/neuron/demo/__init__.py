@@ -1,5 +1,5 @@
 """The demo model: a generated Llama-architecture model every path of cortex can run."""
 
-from cortex.services.neuron.demo.generate import SIZES, default_name, generate
+from cortex.services.neuron.demo.generate import DEMO_SIZES, SIZES, default_name, generate
 
-__all__ = ["SIZES", "default_name", "generate"]
+__all__ = ["DEMO_SIZES", "SIZES", "default_name", "generate"]

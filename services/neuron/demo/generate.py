@@ -52,6 +52,8 @@ class DemoSize:
         return self.hidden_size // self.num_attention_heads
 
 
+# The demo fleet's models; the other sizes are GPU benchmark shapes.
+DEMO_SIZES = ("tiny", "small")
 SIZES = {
     "tiny": DemoSize(64, 192, 2, 4, 2, 2048),
     "small": DemoSize(512, 1408, 8, 8, 4, 4096),
