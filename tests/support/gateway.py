@@ -19,7 +19,6 @@ restart that keeps API pins. The log is ``work_dir / "gateway.log"`` (``log_text
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import httpx
 
 from support.ports import free_port
 from support.processes import DaemonProcess, spawn, terminate, wait_healthy
+from support.toml_writer import toml_text
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -36,6 +36,7 @@ STARTUP_TIMEOUT_S = 30.0
 @dataclass(kw_only=True)
 class GatewayProcess(DaemonProcess):
     LOG_NAME = "gateway.log"
+    WAIT_TIMEOUT_S = 60.0
     metrics_url: str
 
     def fleet(self) -> dict[str, Any]:
@@ -48,20 +49,6 @@ class GatewayProcess(DaemonProcess):
 
     def metrics(self) -> str:
         return httpx.get(self.metrics_url + "/metrics", timeout=10).text
-
-    def wait_for(self, predicate, timeout: float = 60.0, interval: float = 0.05) -> Any:
-        """Poll ``predicate()`` until it returns something truthy, or fail at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"condition not met within {timeout}s\n--- gateway log ---\n"
-                    f"{self.log_text()[-4000:]}"
-                )
-            time.sleep(interval)
 
     def wait_neurons_up(self, names: list[str] | None = None, timeout: float = 60.0) -> None:
         """Wait until the gateway has a status from each neuron (all configured by default)."""
@@ -76,49 +63,6 @@ class GatewayProcess(DaemonProcess):
 
     def stop(self) -> None:
         terminate(self.process)
-
-
-def toml_text(tables: dict[str, Any]) -> str:
-    """Enough TOML for cortex.toml and models.toml: scalars, lists, tables, arrays of tables."""
-    lines: list[str] = []
-    top = {k: v for k, v in tables.items() if not isinstance(v, dict | list) or _scalar_list(v)}
-    for key, value in top.items():
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for name, value in tables.items():
-        if name in top:
-            continue
-        if isinstance(value, dict):
-            lines.append(f"\n[{_key(name)}]")
-            for key, item in value.items():
-                lines.append(f"{_key(key)} = {_value(item)}")
-        else:
-            for row in value:
-                lines.append(f"\n[[{_key(name)}]]")
-                for key, item in row.items():
-                    lines.append(f"{_key(key)} = {_value(item)}")
-    return "\n".join(lines) + "\n"
-
-
-def _scalar_list(value: Any) -> bool:
-    return isinstance(value, list) and not any(isinstance(v, dict) for v in value)
-
-
-def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _value(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def write_config(

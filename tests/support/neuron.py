@@ -18,7 +18,6 @@ messages). Works as a context manager inside fixtures of any scope.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import psutil
 
 from support.ports import free_port
 from support.processes import DaemonProcess, spawn, terminate, wait_healthy
+from support.toml_writer import toml_text
 
 STARTUP_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 180.0
@@ -36,6 +36,7 @@ LOAD_TIMEOUT_S = 180.0
 @dataclass(kw_only=True)
 class NeuronProcess(DaemonProcess):
     LOG_NAME = "neuron.log"
+    WAIT_TIMEOUT_S = 30.0
     port: int
     children: set[int] = field(default_factory=set)
 
@@ -67,17 +68,6 @@ class NeuronProcess(DaemonProcess):
 
     def loaded(self, model: str) -> dict[str, Any] | None:
         return next((m for m in self.status()["loaded"] if m["id"] == model), None)
-
-    def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.05) -> Any:
-        """Poll ``predicate()`` until it returns something truthy, or fail at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s")
-            time.sleep(interval)
 
     # ------------------------------------------------------------------ process
 
@@ -111,25 +101,8 @@ def write_config(
         "log_level": "info",
     }
     values.update(settings or {})
-    lines = ["[neuron]"]
-    for key, value in values.items():
-        lines.append(f"{key} = {_toml(value)}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(toml_text({"neuron": values}), encoding="utf-8")
     return path
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 @contextlib.contextmanager

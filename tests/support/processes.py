@@ -21,6 +21,7 @@ class DaemonProcess:
     """A daemon started for a test: its URL, its work folder (config, log) and process."""
 
     LOG_NAME: ClassVar[str]
+    WAIT_TIMEOUT_S: ClassVar[float]
     url: str
     work_dir: Path
     process: subprocess.Popen
@@ -47,6 +48,24 @@ class DaemonProcess:
     def log_text(self) -> str:
         path = self.work_dir / self.LOG_NAME
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float | None = None, interval: float = 0.05
+    ) -> Any:
+        """Poll ``predicate()`` until it returns something truthy, or fail at the deadline
+        with the end of the daemon's log."""
+        timeout = self.WAIT_TIMEOUT_S if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"condition not met within {timeout}s\n--- {self.LOG_NAME} ---\n"
+                    f"{self.log_text()[-4000:]}"
+                )
+            time.sleep(interval)
 
 
 def spawn(module: str, config: Path, log: Path, env: dict[str, str] | None) -> subprocess.Popen:
