@@ -96,4 +96,5 @@ def handle_exception(request: Request, exc: Exception) -> Response:
             "please report it with the gateway's log.",
             code="internal_error",
         )
-    return error_response(error, dialect, request.headers.get("x-request-id"))
+    rid = getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
+    return error_response(error, dialect, rid)

@@ -51,10 +51,14 @@ def replace_model(body: bytes, model: str) -> bytes:
 
 
 def request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "").strip()
-    if given and len(given) <= 128 and given.isprintable():
-        return given
-    return f"req-{uuid.uuid4().hex[:20]}"
+    """The client's ``x-request-id`` when usable, else a new one; the same for the whole
+    request, so an error answered later (``errors.handle_exception``) carries it too."""
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        given = request.headers.get("x-request-id", "").strip()
+        usable = given and len(given) <= 128 and given.isprintable()
+        rid = request.state.request_id = given if usable else f"req-{uuid.uuid4().hex[:20]}"
+    return rid
 
 
 def upstream_headers(request_id: str, stream: bool) -> dict[str, str]:

@@ -180,6 +180,15 @@ async def decide(gateway, model: str, request_id: str, exclude=frozenset()) -> L
     return decision
 
 
+async def admit(gateway, model: str, request_id: str, meter: Meter) -> Lease | Waiter:
+    """:func:`decide` for a client's request; a refusal is reported on ``meter``."""
+    try:
+        return await decide(gateway, model, request_id)
+    except CortexError as exc:
+        meter.report(exc.status)
+        raise
+
+
 async def _wait(
     gateway, waiter: Waiter, deadline: float, keepalive: Callable[[], bytes] | None
 ) -> AsyncIterator[bytes | Lease]:
@@ -299,6 +308,40 @@ async def read_refusal(gateway, upstream: Upstream, meter: Meter) -> tuple[int, 
         gateway.scheduler.release(lease)
     meter.report(response.status_code, lease.neuron)
     return response.status_code, data
+
+
+async def open_stream(
+    gateway,
+    ticket: Lease | Waiter,
+    *,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    meter: Meter,
+    keepalive: Callable[[], bytes],
+    fail: Callable[[CortexError], bytes],
+    refusal: Callable[[int, bytes], CortexError],
+    answer: Callable[[Upstream], AsyncIterator[bytes]],
+) -> AsyncIterator[bytes]:
+    """The client's stream. A loaded model's neuron is asked first, so its refusal is
+    raised (``refusal``) before any byte goes out; a model that is not ready gets
+    :func:`waiting_stream`."""
+    exchange = {"path": path, "body": body, "headers": headers, "meter": meter}
+    if isinstance(ticket, Lease):
+        upstream = await connect(gateway, ticket, **exchange)
+        assert upstream.response is not None
+        if upstream.response.status_code != 200:
+            raise refusal(*await read_refusal(gateway, upstream, meter))
+        return answer(upstream)
+    return waiting_stream(
+        gateway,
+        ticket,
+        **exchange,
+        keepalive=keepalive,
+        fail=fail,
+        refusal=refusal,
+        answer=answer,
+    )
 
 
 async def waiting_stream(

@@ -37,16 +37,7 @@ from cortex.services.gateway.plumbing import (
     resolve_model,
     upstream_headers,
 )
-from cortex.services.gateway.proxy import (
-    Meter,
-    connect,
-    decide,
-    fetch_whole,
-    read_refusal,
-    relay,
-    waiting_stream,
-)
-from cortex.services.gateway.state import Lease
+from cortex.services.gateway.proxy import Meter, admit, fetch_whole, open_stream, relay
 
 CHAT_PATH = "/v1/chat/completions"
 _encoder = msgspec.json.Encoder()
@@ -64,11 +55,7 @@ async def messages(request: Request) -> Response:
     body = _encoder.encode(to_openai_request(req, model=model))
     headers = upstream_headers(rid, req.stream)
     meter = Meter(gateway, model, "messages", started, rid)
-    try:
-        ticket = await decide(gateway, model, rid)
-    except CortexError as exc:
-        meter.report(exc.status)
-        raise
+    ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
     exchange = {"path": CHAT_PATH, "body": body, "headers": headers, "meter": meter}
     if not req.stream:
@@ -87,22 +74,15 @@ async def messages(request: Request) -> Response:
             fail=translator.error,
         )
 
-    if isinstance(ticket, Lease):
-        upstream = await connect(gateway, ticket, **exchange)
-        assert upstream.response is not None
-        if upstream.response.status_code != 200:
-            raise error_from_openai(*await read_refusal(gateway, upstream, meter))
-        stream = answer(upstream)
-    else:
-        stream = waiting_stream(
-            gateway,
-            ticket,
-            **exchange,
-            keepalive=translator.ping,
-            fail=translator.error,
-            refusal=error_from_openai,
-            answer=answer,
-        )
+    stream = await open_stream(
+        gateway,
+        ticket,
+        **exchange,
+        keepalive=translator.ping,
+        fail=translator.error,
+        refusal=error_from_openai,
+        answer=answer,
+    )
     return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
 
 

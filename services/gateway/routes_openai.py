@@ -28,16 +28,7 @@ from cortex.services.gateway.plumbing import (
     resolve_model,
     upstream_headers,
 )
-from cortex.services.gateway.proxy import (
-    Meter,
-    connect,
-    decide,
-    fetch_whole,
-    read_refusal,
-    relay,
-    waiting_stream,
-)
-from cortex.services.gateway.state import Lease
+from cortex.services.gateway.proxy import Meter, admit, fetch_whole, open_stream, relay
 
 
 def openai_error_event(error: CortexError) -> bytes:
@@ -115,51 +106,26 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         body = replace_model(body, model)
     meter = Meter(gateway, model, endpoint, started, rid)
     headers = upstream_headers(rid, head.stream)
-    try:
-        ticket = await decide(gateway, model, rid)
-    except CortexError as exc:
-        meter.report(exc.status)
-        raise
+    ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
     exchange = {"path": path, "body": body, "headers": headers, "meter": meter}
-
-    def answer(upstream):
-        return relay(gateway, upstream, meter, fail=openai_error_event)
-
     if not head.stream:
         try:
             status, data, _ = await fetch_whole(request, gateway, ticket, **exchange)
         except ClientGone:
             return Response(content=b"", status_code=499)
         if status != 200:
-            return _error_response(error_from_openai(status, data), status, reply_headers)
+            raise error_from_openai(status, data)
         return Response(
             content=data, status_code=200, media_type="application/json", headers=reply_headers
         )
-    if isinstance(ticket, Lease):
-        upstream = await connect(gateway, ticket, **exchange)
-        assert upstream.response is not None
-        if upstream.response.status_code != 200:
-            status, data = await read_refusal(gateway, upstream, meter)
-            return _error_response(error_from_openai(status, data), status, reply_headers)
-        stream = answer(upstream)
-    else:
-        stream = waiting_stream(
-            gateway,
-            ticket,
-            **exchange,
-            keepalive=lambda: PING,
-            fail=openai_error_event,
-            refusal=error_from_openai,
-            answer=answer,
-        )
-    return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
-
-
-def _error_response(error: CortexError, status: int, reply_headers: dict) -> Response:
-    return Response(
-        content=openai_error_body(error),
-        status_code=status,
-        media_type="application/json",
-        headers={**error.headers(), **reply_headers},
+    stream = await open_stream(
+        gateway,
+        ticket,
+        **exchange,
+        keepalive=lambda: PING,
+        fail=openai_error_event,
+        refusal=error_from_openai,
+        answer=lambda upstream: relay(gateway, upstream, meter, fail=openai_error_event),
     )
+    return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})

@@ -525,12 +525,7 @@ class Scheduler:
             self._advance_all()
 
     def _on_abandon(self, waiter: Waiter) -> None:
-        queue = self.waiting.get(waiter.model)
-        if queue is not None and waiter in queue:
-            queue.remove(waiter)
-            if not queue:
-                del self.waiting[waiter.model]
-            self.metrics.queued.labels(waiter.model).set(self._queued(waiter.model))
+        if self._remove_waiter(waiter):
             self._mark_model(waiter.model)
             log.info("request %s left while waiting for %s", waiter.request_id, waiter.model)
         elif not waiter.consumed:
@@ -543,13 +538,16 @@ class Scheduler:
             elif not future.cancelled():
                 future.exception()  # retrieved: no "never retrieved" warning
 
-    def _remove_waiter(self, waiter: Waiter) -> None:
+    def _remove_waiter(self, waiter: Waiter) -> bool:
+        """Take ``waiter`` out of its model's queue; False when it was not queued."""
         queue = self.waiting.get(waiter.model)
-        if queue is not None and waiter in queue:
+        queued = queue is not None and waiter in queue
+        if queued:
             queue.remove(waiter)
             if not queue:
                 del self.waiting[waiter.model]
         self.metrics.queued.labels(waiter.model).set(self._queued(waiter.model))
+        return queued
 
     def _advance_all(self) -> None:
         order = sorted(self.waiting.items(), key=lambda item: item[1][0].since if item[1] else 0)
