@@ -207,6 +207,7 @@ def test_messages_stream_and_non_stream_through_the_anthropic_sdk(fleet, claude)
     message = claude.messages.create(
         model="claude-sonnet-4-6",  # aliased to demo-tiny by "claude-*"
         max_tokens=10,
+        extra_body={"temperature": 0},  # greedy: a sampled reply may end at once, textless
         system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": "Hello"}],
     )
@@ -217,6 +218,7 @@ def test_messages_stream_and_non_stream_through_the_anthropic_sdk(fleet, claude)
     with claude.messages.stream(
         model="claude-haiku-4-5",
         max_tokens=10,
+        extra_body={"temperature": 0},
         messages=[{"role": "user", "content": "Hello again"}],
         extra_headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"},
         extra_query={"beta": "true"},
