@@ -166,6 +166,12 @@ def wait_ready(fleet: Fleet) -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"demo: {name} did not answer {url}:\n{log_tail(fleet, name)}")
                 time.sleep(0.2)
+        while not all(n["up"] for n in client.get(fleet.gateway_url + "/fleet").json()["neurons"]):
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"demo: the gateway did not see both neurons up:\n{log_tail(fleet, 'gateway')}"
+                )
+            time.sleep(0.2)
     print(f"fleet ready: gateway at {fleet.gateway_url}", flush=True)
 
 

@@ -17,7 +17,6 @@ import msgspec
 from litestar import Request
 
 from cortex.common.errors import CortexError, invalid_body
-from cortex.services.gateway.scheduler import unknown_model_message
 
 T = TypeVar("T")
 
@@ -75,12 +74,7 @@ def resolve_model(gateway, name: str) -> str:
     model = scheduler.resolve(name)
     if not scheduler.model_known(model):
         shown = name if model == name else f"{name}' (alias of '{model}"
-        raise CortexError(
-            404,
-            unknown_model_message(shown, scheduler.model_ids()),
-            code="model_not_found",
-            param="model",
-        )
+        raise scheduler.unknown_model_error(shown, param="model")
     return model
 
 

@@ -365,6 +365,29 @@ class Scheduler:
             return False
         return any(model in view.available for view in self.neurons.values())
 
+    def unknown_model_error(self, shown: str, *, param: str | None = None) -> CortexError:
+        """404 for a model the fleet lacks; 503 while no neuron has answered yet.
+
+        Right after the gateway starts, the neurons' catalogues are not known: a model
+        missing then may well exist, so the client is told to retry rather than that
+        the model does not exist.
+        """
+        unreached = [v.name for v in self.neurons.values() if v.last_seen is None]
+        if unreached and len(unreached) == len(self.neurons):
+            return CortexError(
+                503,
+                f"No neuron has answered the gateway yet ({', '.join(unreached)}), so it "
+                f"cannot tell whether '{shown}' exists. Retry in a few seconds; GET /fleet "
+                "shows each neuron's state.",
+                code="neurons_not_ready",
+                param=param,
+                retry_after=2,
+            )
+        text = unknown_model_message(shown, self.model_ids())
+        if unreached:
+            text += f" Not reached yet, so not counted: neurons {', '.join(unreached)}."
+        return CortexError(404, text, code="model_not_found", param=param)
+
     def resolve(self, name: str) -> str:
         return self.settings.resolve_alias(name, self.model_known)
 
@@ -1118,17 +1141,16 @@ class Scheduler:
     def _on_fleet_load(self, message: _FleetLoad) -> None:
         model, neuron = message.model, message.neuron
 
-        def refuse(status: int, text: str, code: str) -> None:
-            error = CortexError(status, text, code=code)
+        def refuse(error: CortexError) -> None:
             message.started.set_exception(error)
             message.done.cancel()
 
         if not self.model_known(model):
-            return refuse(404, unknown_model_message(model, self.model_ids()), "model_not_found")
+            return refuse(self.unknown_model_error(model))
         if neuron is not None and neuron not in self.neurons:
             known = ", ".join(self.neurons)
             text = f"There is no neuron named '{neuron}' (neurons: {known})."
-            return refuse(404, text, "neuron_not_found")
+            return refuse(CortexError(404, text, code="neuron_not_found"))
         existing = [r for r in self.placements_of(model) if neuron is None or r.neuron == neuron]
         for record in existing:
             if record.state == "loaded" and record.effect is None:
@@ -1149,16 +1171,16 @@ class Scheduler:
                 message.started.set_result(record.neuron)
                 return
             if record.effect == "unloading":
-                return refuse(
-                    409,
+                text = (
                     f"{model} is being unloaded from {record.neuron}; load it again once that "
-                    "finishes.",
-                    "model_unloading",
+                    "finishes."
                 )
+                return refuse(CortexError(409, text, code="model_unloading"))
         decision = self._plan(model, only=neuron, device=message.device)
         if isinstance(decision, Unplaceable):
             status = 409 if decision.wait else 503
-            return refuse(status, decision.message, f"model_unavailable_{decision.reason}")
+            code = f"model_unavailable_{decision.reason}"
+            return refuse(CortexError(status, decision.message, code=code))
         record = self._start_placement(model, decision, wanted=True)
         record.action_waiters.append(message.done)
         message.started.set_result(record.neuron)
@@ -1237,11 +1259,7 @@ class Scheduler:
         model, pinned = message.model, message.pinned
         action = "pin" if pinned else "unpin"
         if not self.model_known(model):
-            message.done.set_exception(
-                CortexError(
-                    404, unknown_model_message(model, self.model_ids()), code="model_not_found"
-                )
-            )
+            message.done.set_exception(self.unknown_model_error(model))
             return
         if not pinned and self.pin_source(model) == "config":
             message.done.set_exception(

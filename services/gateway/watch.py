@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime
 
 import httpx
 import msgspec
@@ -40,6 +41,7 @@ class NeuronWatcher:
         self._task: asyncio.Task | None = None
         self._checking = False
         self._connected = False
+        self._answered = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow_events(), name=f"events-{self.client.name}")
@@ -66,6 +68,8 @@ class NeuronWatcher:
             )
         else:
             self.scheduler.neuron_status(self.client.name, status, sent_at)
+            if not self._connected:
+                self._answered.set()  # it is back: reconnect the event stream now
         finally:
             self._checking = False
 
@@ -73,6 +77,7 @@ class NeuronWatcher:
         backoff = BACKOFF_MIN_S
         while True:
             self._connected = False
+            self._answered.clear()
             try:
                 await self._read_events()
                 reason = "event stream ended"
@@ -89,7 +94,8 @@ class NeuronWatcher:
                 backoff = BACKOFF_MIN_S
                 await self.check()
             log.debug("neuron %s: %s; reconnecting in %.2fs", self.client.name, reason, backoff)
-            await asyncio.sleep(backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answered.wait(), backoff)
             backoff = min(BACKOFF_MAX_S, backoff * 2)
 
     async def _read_events(self) -> None:
@@ -144,6 +150,7 @@ class Watch:
                 "interval",
                 seconds=self.config.health.interval_s,
                 id=f"health-{watcher.client.name}",
+                next_run_time=datetime.now(),  # the first beat at start, not one interval in
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,

@@ -113,15 +113,17 @@ def start_neuron(
     token: str = "",
     settings: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[NeuronProcess]:
     """A running neuron on a free loopback port (see the module docstring).
 
     ``settings`` are extra ``[neuron]`` keys of neuron.toml, e.g.
     ``{"max_queue": 1, "max_concurrency": 1, "memory_budget": "4GiB"}``. Defaults for
     tests: no spare worker (``prewarm_worker = false``) and one torch thread per worker.
+    ``port`` is for a neuron a gateway already expects there; by default a free one.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     config = write_config(
         work_dir / "neuron.toml", models_dir=models_dir, port=port, token=token, settings=settings
     )
