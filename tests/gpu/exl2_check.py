@@ -461,6 +461,7 @@ def serve_and_measure(models: Path, work: Path, env_info: dict, bandwidth: float
         start_neuron(models, work / "neuron", settings=settings) as neuron,
         start_gateway(work / "gateway", neurons={"gpu": neuron.url}) as gateway,
     ):
+        gateway.wait_neurons_up()
         for model in ("llama-1b-exl2-4.0bpw", "llama-8b-fp16"):
             results[model] = figures = {}
             try:
