@@ -383,7 +383,11 @@ class Scheduler:
                 param=param,
                 retry_after=2,
             )
-        text = unknown_model_message(shown, self.model_ids())
+        listing = ", ".join(sorted(self.model_ids())[:20]) or "none yet (are the neurons up?)"
+        text = (
+            f"The model '{shown}' does not exist in this fleet. Known models: {listing}. "
+            "GET /v1/models lists them with their state."
+        )
         if unreached:
             text += f" Not reached yet, so not counted: neurons {', '.join(unreached)}."
         return CortexError(404, text, code="model_not_found", param=param)
@@ -1399,11 +1403,3 @@ class Scheduler:
             reason=reason,
         )
         self.hub.publish(LogEvent(entry))
-
-
-def unknown_model_message(model: str, known: list[str]) -> str:
-    listing = ", ".join(sorted(known)[:20]) or "none yet (are the neurons up?)"
-    return (
-        f"The model '{model}' does not exist in this fleet. Known models: {listing}. "
-        "GET /v1/models lists them with their state."
-    )

@@ -55,9 +55,8 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamResponse:
     """A response whose head has arrived; iterate it for the (de-chunked) body."""
 
-    def __init__(self, connection: _Connection, read_timeout: float) -> None:
+    def __init__(self, connection: _Connection) -> None:
         self._connection = connection
-        self._read_timeout = read_timeout
         self.status_code = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self._pieces: deque[bytes] = deque()
@@ -229,9 +228,9 @@ class _Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.lost and self.keep_alive and self.transport is not None
 
-    def start(self, request: bytes, read_timeout: float) -> UpstreamResponse:
+    def start(self, request: bytes) -> UpstreamResponse:
         assert self.transport is not None
-        self.response = UpstreamResponse(self, read_timeout)
+        self.response = UpstreamResponse(self)
         self.parser = httptools.HttpResponseParser(self)
         self.resume()
         self.transport.write(request)
@@ -326,7 +325,7 @@ class UpstreamPool:
         while True:
             if connection is None:
                 connection = await self._connect()
-            response = connection.start(data, self.read_timeout)
+            response = connection.start(data)
             self._busy.add(connection)
             try:
                 async with asyncio.timeout(self.read_timeout):
