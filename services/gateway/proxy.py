@@ -26,6 +26,7 @@ import msgspec
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import Timings, Usage
+from cortex.services.gateway.anthropic import error_from_openai
 from cortex.services.gateway.neuron_client import NeuronUnreachable
 from cortex.services.gateway.plumbing import ClientGone, unless_client_leaves
 from cortex.services.gateway.state import Lease, Waiter
@@ -158,6 +159,16 @@ class Meter:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A client's request on its way to a neuron, and the meter that measures it."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    meter: Meter
+
+
 @dataclass
 class Upstream:
     """Filled by :func:`obtain`: the lease held and the open upstream response."""
@@ -224,12 +235,8 @@ async def _wait(
 async def obtain(
     gateway,
     ticket: Lease | Waiter,
-    *,
-    path: str,
-    body: bytes,
-    headers: dict[str, str],
+    exchange: Exchange,
     out: Upstream,
-    started: float,
     keepalive: Callable[[], bytes] | None = None,
 ) -> AsyncIterator[bytes]:
     """Wait (yielding keepalives), lease, open; retry once elsewhere if the neuron is gone.
@@ -237,7 +244,7 @@ async def obtain(
     On return ``out`` holds the lease and the response (whatever its status). Raises
     CortexError when the model cannot be served.
     """
-    deadline = started + gateway.settings.config.gateway.load_timeout_s
+    deadline = exchange.meter.started + gateway.settings.config.gateway.load_timeout_s
     model = ticket.model
     request_id = ticket.request_id
     exclude: frozenset[str] = frozenset()
@@ -254,7 +261,9 @@ async def obtain(
             lease = ticket
         out.lease = lease
         try:
-            out.response = await gateway.pool[lease.neuron].open(path, body, headers)
+            out.response = await gateway.pool[lease.neuron].open(
+                exchange.path, exchange.body, exchange.headers
+            )
             return
         except NeuronUnreachable as exc:
             out.lease = None
@@ -272,31 +281,21 @@ async def obtain(
             ticket = await decide(gateway, model, request_id, exclude)
 
 
-async def connect(
-    gateway, lease: Lease, *, path: str, body: bytes, headers: dict[str, str], meter: Meter
-) -> Upstream:
+async def connect(gateway, lease: Lease, exchange: Exchange) -> Upstream:
     """Open the upstream request for a model that is loaded (no waiting, so nothing is
-    sent to the client yet); errors are reported on ``meter`` and raised."""
+    sent to the client yet); errors are reported on the meter and raised."""
     upstream = Upstream()
     try:
-        async for _ in obtain(
-            gateway,
-            lease,
-            path=path,
-            body=body,
-            headers=headers,
-            out=upstream,
-            started=meter.started,
-        ):
+        async for _ in obtain(gateway, lease, exchange, upstream):
             pass
     except CortexError as exc:
-        meter.report(exc.status)
+        exchange.meter.report(exc.status)
         raise
     return upstream
 
 
-async def read_refusal(gateway, upstream: Upstream, meter: Meter) -> tuple[int, bytes]:
-    """The status and body of a neuron's non-200 answer; closes it and frees the lease."""
+async def refusal(gateway, upstream: Upstream, meter: Meter) -> CortexError:
+    """The error for a neuron's non-200 answer; closes it and frees the lease."""
     response, lease = upstream.response, upstream.lease
     assert response is not None and lease is not None
     try:
@@ -307,116 +306,75 @@ async def read_refusal(gateway, upstream: Upstream, meter: Meter) -> tuple[int, 
         await close_quietly(response)
         gateway.scheduler.release(lease)
     meter.report(response.status_code, lease.neuron)
-    return response.status_code, data
+    return error_from_openai(response.status_code, data)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDialect:
+    """How a client's stream speaks: a keepalive, an error event, and the answer relayed
+    from an open upstream response."""
+
+    keepalive: Callable[[], bytes]
+    fail: Callable[[CortexError], bytes]
+    answer: Callable[[Upstream], AsyncIterator[bytes]]
 
 
 async def open_stream(
-    gateway,
-    ticket: Lease | Waiter,
-    *,
-    path: str,
-    body: bytes,
-    headers: dict[str, str],
-    meter: Meter,
-    keepalive: Callable[[], bytes],
-    fail: Callable[[CortexError], bytes],
-    refusal: Callable[[int, bytes], CortexError],
-    answer: Callable[[Upstream], AsyncIterator[bytes]],
+    gateway, ticket: Lease | Waiter, exchange: Exchange, dialect: StreamDialect
 ) -> AsyncIterator[bytes]:
     """The client's stream. A loaded model's neuron is asked first, so its refusal is
-    raised (``refusal``) before any byte goes out; a model that is not ready gets
+    raised before any byte goes out; a model that is not ready gets
     :func:`waiting_stream`."""
-    exchange = {"path": path, "body": body, "headers": headers, "meter": meter}
-    if isinstance(ticket, Lease):
-        upstream = await connect(gateway, ticket, **exchange)
-        assert upstream.response is not None
-        if upstream.response.status_code != 200:
-            raise refusal(*await read_refusal(gateway, upstream, meter))
-        return answer(upstream)
-    return waiting_stream(
-        gateway,
-        ticket,
-        **exchange,
-        keepalive=keepalive,
-        fail=fail,
-        refusal=refusal,
-        answer=answer,
-    )
+    if isinstance(ticket, Waiter):
+        return waiting_stream(gateway, ticket, exchange, dialect)
+    upstream = await connect(gateway, ticket, exchange)
+    assert upstream.response is not None
+    if upstream.response.status_code != 200:
+        raise await refusal(gateway, upstream, exchange.meter)
+    return dialect.answer(upstream)
 
 
 async def waiting_stream(
-    gateway,
-    waiter: Waiter,
-    *,
-    path: str,
-    body: bytes,
-    headers: dict[str, str],
-    meter: Meter,
-    keepalive: Callable[[], bytes],
-    fail: Callable[[CortexError], bytes],
-    refusal: Callable[[int, bytes], CortexError],
-    answer: Callable[[Upstream], AsyncIterator[bytes]],
+    gateway, waiter: Waiter, exchange: Exchange, dialect: StreamDialect
 ) -> AsyncIterator[bytes]:
     """A stream whose model is not ready: 200 and keepalives at once, then the answer.
 
-    Anything that goes wrong after the 200 is an error event (``fail``) in the client's
-    dialect; ``refusal`` turns a neuron's error answer into the error to send.
+    Anything that goes wrong after the 200 is an error event in the client's dialect.
     """
+    meter = exchange.meter
     upstream = Upstream()
     try:
-        async for ping in obtain(
-            gateway,
-            waiter,
-            path=path,
-            body=body,
-            headers=headers,
-            out=upstream,
-            started=meter.started,
-            keepalive=keepalive,
-        ):
+        async for ping in obtain(gateway, waiter, exchange, upstream, dialect.keepalive):
             yield ping
     except CortexError as exc:
         meter.report(exc.status)
-        yield fail(exc)
+        yield dialect.fail(exc)
         return
     except BaseException:
         meter.report(499)
         raise
     assert upstream.response is not None
     if upstream.response.status_code != 200:
-        yield fail(refusal(*await read_refusal(gateway, upstream, meter)))
+        yield dialect.fail(await refusal(gateway, upstream, meter))
         return
-    async for chunk in answer(upstream):
+    async for chunk in dialect.answer(upstream):
         yield chunk
 
 
 async def fetch_whole(
-    request,
-    gateway,
-    ticket: Lease | Waiter,
-    *,
-    path: str,
-    body: bytes,
-    headers: dict[str, str],
-    meter: Meter,
-) -> tuple[int, bytes, str]:
-    """A non-stream exchange: wait, send, read the whole answer (status, body, neuron).
+    request, gateway, ticket: Lease | Waiter, exchange: Exchange
+) -> tuple[bytes, str]:
+    """A non-stream exchange: wait, send, read the whole answer (body, neuron).
 
-    Cancelled when the client hangs up (ClientGone); reported on ``meter`` either way.
+    A neuron's error answer is raised as a CortexError. Cancelled when the client hangs
+    up (ClientGone); reported on the meter either way.
     """
+    meter = exchange.meter
 
     async def work() -> tuple[int, bytes, str]:
         upstream = Upstream()
         try:
-            async for _ in obtain(
-                gateway,
-                ticket,
-                path=path,
-                body=body,
-                headers=headers,
-                out=upstream,
-                started=meter.started,
-            ):
+            async for _ in obtain(gateway, ticket, exchange, upstream):
                 pass
             response = upstream.response
             assert response is not None and upstream.lease is not None
@@ -445,7 +403,9 @@ async def fetch_whole(
         meter.report(exc.status)
         raise
     meter.report(status, neuron, body=data)
-    return status, data, neuron
+    if status != 200:
+        raise error_from_openai(status, data)
+    return data, neuron
 
 
 async def close_quietly(response: UpstreamResponse) -> None:

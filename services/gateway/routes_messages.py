@@ -24,7 +24,6 @@ from cortex.common.openai import ChatCompletion
 from cortex.services.gateway.anthropic import (
     StreamTranslator,
     count_tokens_response,
-    error_from_openai,
     from_openai_response,
     to_openai_request,
     to_tokenize_request,
@@ -37,7 +36,15 @@ from cortex.services.gateway.plumbing import (
     resolve_model,
     upstream_headers,
 )
-from cortex.services.gateway.proxy import Meter, admit, fetch_whole, open_stream, relay
+from cortex.services.gateway.proxy import (
+    Exchange,
+    Meter,
+    StreamDialect,
+    admit,
+    fetch_whole,
+    open_stream,
+    relay,
+)
 
 CHAT_PATH = "/v1/chat/completions"
 _encoder = msgspec.json.Encoder()
@@ -57,7 +64,7 @@ async def messages(request: Request) -> Response:
     meter = Meter(gateway, model, "messages", started, rid)
     ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
-    exchange = {"path": CHAT_PATH, "body": body, "headers": headers, "meter": meter}
+    exchange = Exchange(CHAT_PATH, body, headers, meter)
     if not req.stream:
         return await _whole(request, gateway, ticket, req, exchange, reply_headers)
     translator = StreamTranslator(req, model=req.model)
@@ -74,25 +81,16 @@ async def messages(request: Request) -> Response:
             fail=translator.error,
         )
 
-    stream = await open_stream(
-        gateway,
-        ticket,
-        **exchange,
-        keepalive=translator.ping,
-        fail=translator.error,
-        refusal=error_from_openai,
-        answer=answer,
-    )
+    dialect = StreamDialect(keepalive=translator.ping, fail=translator.error, answer=answer)
+    stream = await open_stream(gateway, ticket, exchange, dialect)
     return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
 
 
 async def _whole(request, gateway, ticket, req, exchange, reply_headers) -> Response:
     try:
-        status, data, neuron = await fetch_whole(request, gateway, ticket, **exchange)
+        data, neuron = await fetch_whole(request, gateway, ticket, exchange)
     except ClientGone:
         return Response(content=b"", status_code=499)
-    if status != 200:
-        raise error_from_openai(status, data)
     try:
         completion = _completion.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -17,7 +17,6 @@ from litestar.response import Stream
 from cortex.common.errors import CortexError, openai_error_body
 from cortex.common.openai import ModelCard, ModelList
 from cortex.common.sse import PING
-from cortex.services.gateway.anthropic import error_from_openai
 from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
     SSE_HEADERS,
@@ -28,7 +27,15 @@ from cortex.services.gateway.plumbing import (
     resolve_model,
     upstream_headers,
 )
-from cortex.services.gateway.proxy import Meter, admit, fetch_whole, open_stream, relay
+from cortex.services.gateway.proxy import (
+    Exchange,
+    Meter,
+    StreamDialect,
+    admit,
+    fetch_whole,
+    open_stream,
+    relay,
+)
 
 
 def openai_error_event(error: CortexError) -> bytes:
@@ -108,24 +115,19 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
     headers = upstream_headers(rid, head.stream)
     ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
-    exchange = {"path": path, "body": body, "headers": headers, "meter": meter}
+    exchange = Exchange(path, body, headers, meter)
     if not head.stream:
         try:
-            status, data, _ = await fetch_whole(request, gateway, ticket, **exchange)
+            data, _ = await fetch_whole(request, gateway, ticket, exchange)
         except ClientGone:
             return Response(content=b"", status_code=499)
-        if status != 200:
-            raise error_from_openai(status, data)
         return Response(
             content=data, status_code=200, media_type="application/json", headers=reply_headers
         )
-    stream = await open_stream(
-        gateway,
-        ticket,
-        **exchange,
+    dialect = StreamDialect(
         keepalive=lambda: PING,
         fail=openai_error_event,
-        refusal=error_from_openai,
         answer=lambda upstream: relay(gateway, upstream, meter, fail=openai_error_event),
     )
+    stream = await open_stream(gateway, ticket, exchange, dialect)
     return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
