@@ -31,13 +31,12 @@ from cortex.common.openai import (
 from cortex.services.neuron.pipeline import grammar
 from cortex.services.neuron.pipeline.grammar import Alt, Lit, Node, Seq
 from cortex.services.neuron.pipeline.markers import THINK_CLOSE, TOOL_CLOSE, TOOL_OPEN
+from cortex.services.neuron.pipeline.sampling import Sampler, token_at
 from cortex.services.neuron.pipeline.schema import Limits, schema_grammar
 from cortex.services.neuron.pipeline.vocab import TokenVocab, vocab_for
 
 if TYPE_CHECKING:
     import torch
-
-    from cortex.services.neuron.pipeline.sampling import Sampler
 
 __all__ = [
     "ConstrainedSampler",
@@ -341,7 +340,7 @@ class ConstrainedSampler:
             if not float(probs.sum()) > 0.0:
                 return None
             position = sampler.draw(probs)
-            token = position if ids is None else int(ids[position].item())
+            token = token_at(ids, position)
             if constraint.is_allowed(token):
                 return token
             probs[position] = 0.0

@@ -28,6 +28,11 @@ _SEED_MASK = (1 << 64) - 1
 _SHORTLIST = 1024
 
 
+def token_at(ids: torch.Tensor | None, position: int) -> int:
+    """The token id at ``position`` of :meth:`Sampler.candidates`' ``probs``."""
+    return position if ids is None else int(ids[position].item())
+
+
 class SamplingParams(msgspec.Struct, kw_only=True, frozen=True):
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
@@ -227,8 +232,7 @@ class Sampler:
         if self.params.greedy:
             return int(self._torch.argmax(scores).item())
         ids, probs = self.candidates(scores)
-        position = self.draw(probs)
-        return position if ids is None else int(ids[position].item())
+        return token_at(ids, self.draw(probs))
 
     def candidates(self, scores: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(token ids, probabilities) after temperature, top_k, top_p and min_p.
@@ -259,13 +263,6 @@ class Sampler:
         if params.min_p > 0.0:
             probs = probs.masked_fill(probs < params.min_p * probs.max(), 0.0)
         return ids, probs
-
-    def distribution(self, scores: torch.Tensor) -> torch.Tensor:
-        """``candidates`` as one probability per vocabulary entry (zeros where cut)."""
-        ids, probs = self.candidates(scores)
-        if ids is None:
-            return probs
-        return self._torch.zeros_like(scores).scatter(0, ids, probs)
 
     def draw(self, probs: torch.Tensor) -> int:
         """A position drawn from ``probs`` (need not sum to 1), with this request's generator.

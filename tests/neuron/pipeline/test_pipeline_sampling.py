@@ -155,8 +155,10 @@ def test_unseeded_samplers_do_not_repeat_each_other():
 
 def probabilities(params: SamplingParams, probs: list[float]) -> list[float]:
     sampler = Sampler(params, len(probs))
-    logits = torch.log(torch.tensor(probs))
-    return [round(p, 6) for p in sampler.distribution(sampler.adjust(logits, [])).tolist()]
+    scores = sampler.adjust(torch.log(torch.tensor(probs)), [])
+    ids, kept = sampler.candidates(scores)
+    full = kept if ids is None else torch.zeros_like(scores).scatter(0, ids, kept)
+    return [round(p, 6) for p in full.tolist()]
 
 
 def test_top_k_keeps_the_k_most_likely():
