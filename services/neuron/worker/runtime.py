@@ -110,6 +110,11 @@ class EngineLoop:
                 if job is not None:
                     self.engine.cancel(rid)
                     self._finish(job, "cancelled")
+            if admitted:
+                # The next step prefills the new jobs and may take long: nothing held
+                # from the previous steps waits for it.
+                for job in self.running.values():
+                    self._send_output(job, force=True)
             for job in admitted:
                 self._admit(job)
             if self.running:
