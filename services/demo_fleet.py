@@ -54,7 +54,7 @@ def prepare(fleet: Fleet) -> dict[str, Path]:
         if not (target / "model.safetensors").exists():
             print(f"generating {default_name(size)} ...", flush=True)
             generate(target, size)
-    disks = {"alpha": ["demo-tiny", "demo-small"], "beta": ["demo-small"]}
+    disks = {"alpha": ["demo-tiny", "demo-small", "demo-long"], "beta": ["demo-small"]}
     configs: dict[str, Path] = {}
     for index, (name, model_ids) in enumerate(disks.items()):
         models_dir = fleet.root / f"models-{name}"
@@ -97,7 +97,7 @@ name = "beta"
 endpoint = "{fleet.neuron_url(1)}"
 
 [aliases]
-"claude-*" = "demo-small"
+"claude-*" = "demo-long"
 """,
     )
     return configs

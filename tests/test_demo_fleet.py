@@ -57,7 +57,11 @@ def test_demo_fleet_comes_up_answers_and_stops_everything_on_ctrl_c(demo_models,
         rest = launcher.communicate(timeout=60)[0]
     assert launcher.returncode == 0
     # Only the demo models: never the multi-GB GPU benchmark shapes.
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["demo-small", "demo-tiny"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "demo-long",
+        "demo-small",
+        "demo-tiny",
+    ]
     assert "stopped gateway" in rest and "stopped alpha" in rest and "stopped beta" in rest
     _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == [], [p.pid for p in alive]

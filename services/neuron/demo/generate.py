@@ -53,10 +53,13 @@ class DemoSize:
 
 
 # The demo fleet's models; the other sizes are GPU benchmark shapes.
-DEMO_SIZES = ("tiny", "small")
+DEMO_SIZES = ("tiny", "small", "long")
 SIZES = {
     "tiny": DemoSize(64, 192, 2, 4, 2, 2048),
     "small": DemoSize(512, 1408, 8, 8, 4, 4096),
+    # demo-tiny's shape with 131072 positions, for clients that send long prompts and ask
+    # for large max_tokens (Claude Code, Codex). Random weights make any length valid.
+    "long": DemoSize(64, 192, 2, 4, 2, 131072),
     # Realistic shapes for GPU benchmarks (issue 6): Llama 3.2 1B and Llama 3 8B, fp16.
     # 2.5 GB and 16 GB on disk: generate them on the GPU host (device="cuda" is faster).
     "1b": DemoSize(2048, 8192, 16, 32, 8, 8192, 128256, "float16", tie_word_embeddings=True),
