@@ -1,0 +1,238 @@
+"""The scheduler's state, declared in one place, and the synchronous reads over it.
+
+Only the scheduler task changes this state (through the handler modules). The reads
+see a consistent instant (the loop is single-threaded); routes use them, and they never
+feed a decision outside the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from cortex.common.errors import CortexError
+from cortex.common.fleet import CatalogueEntry, FleetSnapshot, Placement
+from cortex.common.neuron import ModelFile
+from cortex.services.gateway.estimate import estimate
+from cortex.services.gateway.hub import EventHub
+from cortex.services.gateway.metrics import GatewayMetrics
+from cortex.services.gateway.scheduler.effects import Effects
+from cortex.services.gateway.settings import Settings
+from cortex.services.gateway.state import NeuronView, PlacementRecord, Waiter
+from cortex.services.gateway.store import StateStore
+
+log = logging.getLogger("cortex.gateway.scheduler")
+
+
+class Fleet:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        hub: EventHub,
+        metrics: GatewayMetrics,
+        effects: Effects,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.config
+        self.store = store
+        self.hub = hub
+        self.metrics = metrics
+        self.effects = effects
+        self.neurons: dict[str, NeuronView] = {
+            n.name: NeuronView(n.name, n.endpoint) for n in self.config.neurons
+        }
+        self.placements: dict[tuple[str, str], PlacementRecord] = {}
+        self.waiting: dict[str, list[Waiter]] = {}  # per model, oldest first
+        self.generation = 0  # the last one handed to a new record
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.effect_tasks: set[asyncio.Task] = set()
+        # What changed since the last flush (publishing.py sends it to the event hub).
+        self.dirty: set[tuple[str, str]] = set()
+        self.removed: set[tuple[str, str]] = set()
+        self.dirty_neurons: set[str] = set()
+        self.catalogue_dirty = False
+        self.last_heartbeat = 0.0
+        self.preloaded: set[str] = set()  # pinned models whose preload was tried
+        self.blocked_note: dict[str, str] = {}  # the last "waiting for room" line logged
+        for name in self.neurons:
+            metrics.neuron_up.labels(name).set(0)
+
+    # ------------------------------------------------------------------ the inbox
+
+    def post(self, message: Any) -> None:
+        self.inbox.put_nowait(message)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run an effect (effects.py) that reports back with a message."""
+        task = asyncio.create_task(coro)
+        self.effect_tasks.add(task)
+        task.add_done_callback(self.effect_tasks.discard)
+
+    # ------------------------------------------------------------------ placements table
+
+    def new_record(self, model: str, neuron: str, state: str, **kwargs: Any) -> PlacementRecord:
+        self.generation += 1
+        record = PlacementRecord(model, neuron, state, self.generation, **kwargs)
+        self.placements[record.key] = record
+        self.dirty.add(record.key)
+        self.removed.discard(record.key)
+        self.catalogue_dirty = True
+        return record
+
+    def drop(self, record: PlacementRecord) -> None:
+        if self.placements.get(record.key) is record:
+            del self.placements[record.key]
+            self.dirty.discard(record.key)
+            self.removed.add(record.key)
+            self.catalogue_dirty = True
+
+    # ------------------------------------------------------------------ reads
+
+    def pinned(self, model: str) -> bool:
+        return self.pin_source(model) is not None
+
+    def pin_source(self, model: str) -> str | None:
+        profile = self.settings.profiles.get(model)
+        if profile is not None and profile.pin:
+            return "config"
+        if model in self.store.state.pins:
+            return "api"
+        return None
+
+    def claimed_paths(self) -> set[str]:
+        return {p.neuron_path for p in self.settings.profiles.values() if p.neuron_path != p.id}
+
+    def model_ids(self) -> list[str]:
+        ids: dict[str, None] = dict.fromkeys(self.settings.profiles)
+        claimed = self.claimed_paths()
+        for view in self.neurons.values():
+            for file_id in view.available:
+                if file_id not in claimed:
+                    ids.setdefault(file_id)
+        for model, _ in self.placements:
+            ids.setdefault(model)
+        return list(ids)
+
+    def model_known(self, model: str) -> bool:
+        if model in self.settings.profiles:
+            return True
+        if any(model == key[0] for key in self.placements):
+            return True
+        if model in self.claimed_paths():
+            return False
+        return any(model in view.available for view in self.neurons.values())
+
+    def unknown_model_error(self, shown: str, *, param: str | None = None) -> CortexError:
+        """404 for a model the fleet lacks; 503 while no neuron has answered yet.
+
+        Right after the gateway starts, the neurons' catalogues are not known: a model
+        missing then may well exist, so the client is told to retry rather than that
+        the model does not exist.
+        """
+        unreached = [v.name for v in self.neurons.values() if v.last_seen is None]
+        if unreached and len(unreached) == len(self.neurons):
+            return CortexError(
+                503,
+                f"No neuron has answered the gateway yet ({', '.join(unreached)}), so it "
+                f"cannot tell whether '{shown}' exists. Retry in a few seconds; GET /fleet "
+                "shows each neuron's state.",
+                code="neurons_not_ready",
+                param=param,
+                retry_after=2,
+            )
+        listing = ", ".join(sorted(self.model_ids())[:20]) or "none yet (are the neurons up?)"
+        text = (
+            f"The model '{shown}' does not exist in this fleet. Known models: {listing}. "
+            "GET /v1/models lists them with their state."
+        )
+        if unreached:
+            text += f" Not reached yet, so not counted: neurons {', '.join(unreached)}."
+        return CortexError(404, text, code="model_not_found", param=param)
+
+    def resolve(self, name: str) -> str:
+        return self.settings.resolve_alias(name, self.model_known)
+
+    def placements_of(self, model: str) -> list[PlacementRecord]:
+        return [r for (m, _), r in self.placements.items() if m == model]
+
+    def loaded_neurons(self, model: str) -> list[str]:
+        return [
+            r.neuron
+            for r in self.placements_of(model)
+            if r.state == "loaded" and self.neurons[r.neuron].up
+        ]
+
+    def file(self, view: NeuronView, model: str) -> ModelFile | None:
+        profile = self.settings.profiles.get(model)
+        return view.has_file(profile.neuron_path if profile else model)
+
+    def allowed(self, view: NeuronView, model: str) -> bool:
+        profile = self.settings.profiles.get(model)
+        return profile is None or not profile.neurons or view.name in profile.neurons
+
+    def device_kind(self, view: NeuronView) -> str:
+        return "cuda" if any(d.kind == "cuda" for d in view.devices) else "cpu"
+
+    def estimate_for(self, view: NeuronView, model: str) -> int | None:
+        file = self.file(view, model)
+        if file is None:
+            return None
+        kind = self.device_kind(view)
+        profile = self.settings.profiles.get(model)
+        return estimate(file, profile, kind, self.store.learned(model, kind))  # type: ignore[arg-type]
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        entries = []
+        for model in self.model_ids():
+            profile = self.settings.profiles.get(model)
+            available = [
+                v.name
+                for v in self.neurons.values()
+                if self.file(v, model) is not None and self.allowed(v, model)
+            ]
+            loaded = [r.neuron for r in self.placements_of(model) if r.state == "loaded"]
+            memory = None
+            for view in self.neurons.values():
+                if view.name in available and view.up:
+                    memory = self.estimate_for(view, model)
+                    break
+            max_seq = profile.max_seq_len if profile else None
+            if max_seq is None:
+                for view in self.neurons.values():
+                    file = self.file(view, model)
+                    if file is not None and file.max_seq_len:
+                        max_seq = file.max_seq_len
+                        break
+            entries.append(
+                CatalogueEntry(
+                    id=model,
+                    available_on=available,
+                    loaded_on=loaded,
+                    pinned=self.pinned(model),
+                    pin_source=self.pin_source(model),  # type: ignore[arg-type]
+                    priority=profile.priority if profile else 0,
+                    memory_estimate=memory,
+                    max_seq_len=max_seq,
+                    profile=profile is not None,
+                )
+            )
+        return entries
+
+    def queued(self, model: str) -> int:
+        return len(self.waiting.get(model, ()))
+
+    def placement_wire(self, record: PlacementRecord) -> Placement:
+        queued = self.queued(record.model) if record.state == "loading" else 0
+        return record.to_wire(self.pinned(record.model), queued)
+
+    def snapshot(self) -> FleetSnapshot:
+        return FleetSnapshot(
+            time=time.time(),
+            neurons=[v.to_wire() for v in self.neurons.values()],
+            placements=[self.placement_wire(r) for r in self.placements.values()],
+            catalogue=self.catalogue(),
+        )
