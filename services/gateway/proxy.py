@@ -4,8 +4,10 @@
   cold load if needed (yielding keepalives for streams meanwhile), opens the request, and
   when the neuron is unreachable before answering marks it down and retries once on
   another neuron that can serve the model (which may mean a cold load there).
-* :class:`Meter` reads the bytes going by without parsing every event: the first token's
-  time (TTFT), and the final usage / timings found in the last chunks.
+* :class:`Meter` reads the bytes going by without parsing every event: it takes usage,
+  TTFT and decode rate from the neuron's own figures in the last chunks (``usage``,
+  ``timings``); for a neuron that sends none, it sniffs the first token's arrival and
+  counts events instead.
 * :func:`relay` streams the upstream bytes to the client unchanged; a client that leaves
   closes the upstream connection (the neuron then cancels); a neuron that dies mid-stream
   ends the client's stream with an error event in its dialect instead of a hang.
@@ -85,6 +87,8 @@ class Meter:
         return _DONE in b"".join(self.tail)[-64:]
 
     def _stream_figures(self) -> _Figures:
+        """The neuron's usage and timings from the last events (usage may come in its own)."""
+        found = _Figures()
         events = b"".join(self.tail).split(b"\n\n")
         for raw in reversed(events):
             raw = raw.strip()
@@ -96,9 +100,11 @@ class Meter:
                 figures = _figures.decode(raw[6:])
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
-            if figures.usage is not None or figures.timings is not None:
-                return figures
-        return _Figures()
+            found.usage = found.usage or figures.usage
+            found.timings = found.timings or figures.timings
+            if found.usage is not None and found.timings is not None:
+                break
+        return found
 
     def report(self, status: int, neuron: str = "", body: bytes | None = None) -> None:
         """Record the request in metrics and the log (one line, with its id), once."""
@@ -123,16 +129,17 @@ class Meter:
             prompt = prompt or timings.prompt_tokens
             completion = completion or timings.completion_tokens
             rate = timings.decode_tokens_per_s or None
+        if figures.timings is not None and figures.timings.ttft_ms:
+            # The neuron's own first token, seen from here: all but its time after that token.
+            decode_s = (figures.timings.total_ms - figures.timings.ttft_ms) / 1000
+            ttft = max(0.0, end - self.started - decode_s)
+        elif body is None and self.first_token_at is not None:
+            ttft = self.first_token_at - self.started  # a neuron without timings: sniffed
         if body is None and self.first_token_at is not None:
-            ttft = self.first_token_at - self.started
             if not completion:
                 completion = max(0, self.events - 2)  # role chunk and [DONE] carry no token
             if rate is None and completion > 1 and end > self.first_token_at:
                 rate = (completion - 1) / (end - self.first_token_at)
-        elif body is not None and figures.timings is not None and figures.timings.ttft_ms:
-            # Not observable without a stream: everything but the neuron's decode time.
-            decode_s = (figures.timings.total_ms - figures.timings.ttft_ms) / 1000
-            ttft = max(0.0, end - self.started - decode_s)
         self.gateway.metrics.observe_request(
             model=self.model,
             neuron=neuron,
