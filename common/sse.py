@@ -6,13 +6,10 @@ Anthropic streams, the fleet stream) and the console (reading the fleet stream).
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import msgspec
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 PING = b": ping\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -69,33 +66,32 @@ class SSEDecoder:
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._pending: list[bytes] = []  # the unfinished last line, in the pieces it came in
         self._data: list[str] = []
         self._event = ""
         self._id: str | None = None
         self._retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        self._buffer += chunk
+        # Linear in the bytes fed: each byte is joined and split once, however many
+        # events a chunk holds and however many chunks a line spans.
+        held_cr = bool(self._pending) and self._pending[-1].endswith(b"\r")
+        if b"\n" not in chunk and b"\r" not in chunk and not held_cr:
+            if chunk:
+                self._pending.append(chunk)
+            return []
+        self._pending.append(chunk)
+        lines = b"".join(self._pending).splitlines(keepends=True)
+        self._pending.clear()
+        if lines and not lines[-1].endswith(b"\n"):
+            # unfinished, or ending in a \r whose \n may come in the next chunk
+            self._pending.append(lines.pop())
         events: list[ServerSentEvent] = []
-        while True:
-            line, terminator = self._next_line()
-            if terminator is None:
-                break
-            event = self._process(line)
+        for line in lines:
+            event = self._process(line.rstrip(b"\r\n"))
             if event is not None:
                 events.append(event)
         return events
-
-    def _next_line(self) -> tuple[bytes, bytes | None]:
-        match = _LINE_END.search(self._buffer)
-        if match is None:
-            return b"", None
-        if match.group() == b"\r" and match.end() == len(self._buffer):
-            return b"", None  # wait: a \n may follow in the next chunk
-        line = self._buffer[: match.start()]
-        self._buffer = self._buffer[match.end() :]
-        return line, match.group()
 
     def _process(self, raw: bytes) -> ServerSentEvent | None:
         line = raw.decode("utf-8", errors="replace")

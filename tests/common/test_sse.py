@@ -75,3 +75,19 @@ async def test_async_iteration():
 
     events = [event async for event in aiter_events(chunks())]
     assert events[-1].data == "[DONE]"
+
+
+def test_every_cut_into_two_chunks_gives_the_same_events():
+    data = STREAM + b"event: b\rdata: 2\r\rdata: 3\r\n\r\n"
+    whole = decode_in_pieces(data, len(data))
+    assert len(whole) == 6
+    for cut in range(1, len(data)):
+        decoder = SSEDecoder()
+        assert decoder.feed(data[:cut]) + decoder.feed(data[cut:]) == whole, cut
+
+
+def test_a_held_cr_ends_its_line_when_anything_but_lf_follows():
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\r") == []
+    assert decoder.feed(b"\r") == []
+    assert [e.data for e in decoder.feed(b"d")] == ["x"]
