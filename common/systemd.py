@@ -32,10 +32,6 @@ def notify_ready(status: str = "") -> bool:
     return notify(message)
 
 
-def notify_stopping() -> bool:
-    return notify("STOPPING=1")
-
-
 def notify_when_started(server, status: str) -> None:
     """Make a ``uvicorn.Server`` send READY=1 once its sockets listen."""
     original_startup = server.startup

@@ -143,11 +143,6 @@ def bar_fill(fraction: float, width: int) -> str:
     return "█" * full + (_EIGHTHS[part] if part else "")
 
 
-def bar(fraction: float, width: int) -> str:
-    """A horizontal bar ``width`` cells wide, padded with spaces."""
-    return bar_fill(fraction, width).ljust(width)
-
-
 def sparkline(values: Sequence[float], width: int, ceiling: float | None = None) -> str:
     """The last ``width`` values as block characters, right-aligned.
 

@@ -108,7 +108,6 @@ class FleetState:
         self.history: dict[PlacementKey, deque[float]] = {}
         self.connection = Connection()
         self.snapshot_time: float | None = None
-        self.events_applied = 0
         self._history_size = history
         self._sample_every = sample_every
         self._last_sample: float | None = None
@@ -118,7 +117,6 @@ class FleetState:
 
     def apply(self, event: FleetEvent) -> None:
         """Fold one event from ``GET /fleet/events`` into the state."""
-        self.events_applied += 1
         changes = self._changes
         if isinstance(event, SnapshotEvent):
             self.apply_snapshot(event.snapshot)
@@ -228,14 +226,6 @@ class FleetState:
         if entry is not None:
             return entry.pinned
         return any(p.pinned for p in self.placements_for(model))
-
-    def to_snapshot(self) -> FleetSnapshot:
-        return FleetSnapshot(
-            time=self.snapshot_time or 0.0,
-            neurons=list(self.neurons.values()),
-            placements=list(self.placements.values()),
-            catalogue=list(self.catalogue.values()),
-        )
 
 
 def summarize(neurons, placements, catalogue_size: int) -> FleetSummary:

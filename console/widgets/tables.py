@@ -70,9 +70,6 @@ class KeyedTable(DataTable):
         row_key, _ = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0))
         return row_key.value
 
-    def rendered(self, key: str) -> Cells | None:
-        return self._rendered.get(key)
-
     def sync(
         self, order: list[str], build: Callable[[str], Cells], dirty: Iterable[str] | None
     ) -> None:

@@ -47,10 +47,6 @@ class EventHub:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
-
     def publish(self, event: FleetEvent) -> None:
         if isinstance(event, LogEvent):
             self.recent_logs.append(event.entry)

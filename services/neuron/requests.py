@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from cortex.common.errors import CortexError
 from cortex.common.neuron import RequestStats
-from cortex.services.neuron.pipeline.events import Finish, InferenceEvent, ReasoningDelta, TextDelta
+from cortex.services.neuron.pipeline.events import Finish, InferenceEvent, coalesce
 from cortex.services.neuron.worker import protocol as p
 from cortex.services.neuron.worker.process import WorkerGone
 
@@ -27,18 +27,6 @@ if TYPE_CHECKING:
     from cortex.services.neuron.models import ModelRuntime
 
 log = logging.getLogger("cortex.neuron.requests")
-
-
-def merge_deltas(events: list[InferenceEvent]) -> list[InferenceEvent]:
-    """Adjacent text (or reasoning) deltas as one; everything else as it came."""
-    merged: list[InferenceEvent] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if type(event) in (TextDelta, ReasoningDelta) and type(last) is type(event):
-            merged[-1] = type(event)(text=last.text + event.text)
-        else:
-            merged.append(event)
-    return merged
 
 
 def new_request_id() -> str:
@@ -143,10 +131,10 @@ class RequestHandle:
                         self._closed = True
                         self.runtime.on_finished(self)
                         batch.append(self.finish)
-                        yield merge_deltas(batch)
+                        yield coalesce(batch)
                         return
                 if batch:
-                    yield merge_deltas(batch)
+                    yield coalesce(batch)
         finally:
             if not self._closed:
                 self._cancel()

@@ -63,11 +63,11 @@ def test_rates_and_durations():
 
 
 def test_bars_fill_in_eighths():
-    assert fmt.bar(0, 4) == "    "
-    assert fmt.bar(1, 4) == "████"
-    assert fmt.bar(0.5, 4) == "██  "
+    assert fmt.bar_fill(0, 4) == ""
+    assert fmt.bar_fill(1, 4) == "████"
+    assert fmt.bar_fill(0.5, 4) == "██"
     assert fmt.bar_fill(1 / 32, 4) == "▏"
-    assert fmt.bar(2.0, 3) == "███", "clamped"
+    assert fmt.bar_fill(2.0, 3) == "███", "clamped"
 
 
 def test_sparkline_scales_and_pads():

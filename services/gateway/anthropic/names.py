@@ -45,11 +45,6 @@ class ToolNameMap:
         """The client's name for an upstream name; unknown names pass through."""
         return self._to_anthropic.get(name, name)
 
-    @property
-    def renamed(self) -> dict[str, str]:
-        """Anthropic name -> OpenAI name, for the names that had to change."""
-        return {a: o for a, o in self._to_openai.items() if a != o}
-
 
 def _stand_in(name: str, *, always_hash: bool = False) -> str:
     clean = _INVALID_CHARS.sub("_", name) or "tool"

@@ -19,6 +19,7 @@ from cortex.services.neuron.pipeline.events import (
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
+    coalesce,
 )
 from cortex.services.neuron.pipeline.markers import TOOL_CLOSE, TOOL_OPEN, Markers
 from cortex.services.neuron.pipeline.stops import Piece, StopMatcher
@@ -69,10 +70,7 @@ class TokenPipeline:
         self._captured: list[str] = []
         self._calls = 0
         self._closed = False
-        self.tokens = 0
         self.stopped = False
-        self.stop_reason: str | None = None
-        self.stop_token: int | None = None
 
     @property
     def matched_stop(self) -> str | None:
@@ -86,9 +84,8 @@ class TokenPipeline:
     def push(self, token_id: int) -> list[InferenceEvent]:
         if self.stopped or self._closed:
             return []
-        self.tokens += 1
         if token_id in self._eos_ids:
-            self._stop(token_id)
+            self.stopped = True
             return []
         try:
             chunk = self._stream.step(self._tokenizer, token_id)
@@ -101,8 +98,8 @@ class TokenPipeline:
         for piece in pieces:
             released.extend(self._stops.feed(piece))
         if self._stops.matched is not None:
-            self._stop(None)
-        return _coalesce(self._route(released))
+            self.stopped = True
+        return coalesce(self._route(released))
 
     def close(self) -> list[InferenceEvent]:
         """Flush held text, end an unterminated tool call; call once, at the end."""
@@ -114,7 +111,7 @@ class TokenPipeline:
             events.extend(self._end_tool_call(terminated=False))
         if self._capture_text:
             events.extend(self._parse_captured())
-        return _coalesce(events)
+        return coalesce(events)
 
     def finish_reason(self, engine_reason: str) -> str:
         """The OpenAI finish reason, given the engine's ("stop", "length", ...)."""
@@ -128,11 +125,6 @@ class TokenPipeline:
         return engine_reason
 
     # ------------------------------------------------------------------ internals
-
-    def _stop(self, token_id: int | None) -> None:
-        self.stopped = True
-        self.stop_reason = "stop"
-        self.stop_token = token_id
 
     def _pieces(self, token_id: int, chunk: str) -> list[Piece]:
         marker = self._marker_text.get(token_id)
@@ -217,17 +209,3 @@ class TokenPipeline:
         if text[position:].strip() or (not events and text):
             events.append(TextDelta(text[position:]))
         return events
-
-
-def _coalesce(events: list[InferenceEvent]) -> list[InferenceEvent]:
-    """Merge neighbouring deltas of the same kind (fewer chunks, same text)."""
-    merged: list[InferenceEvent] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, TextDelta) and isinstance(last, TextDelta):
-            merged[-1] = TextDelta(last.text + event.text)
-        elif isinstance(event, ReasoningDelta) and isinstance(last, ReasoningDelta):
-            merged[-1] = ReasoningDelta(last.text + event.text)
-        else:
-            merged.append(event)
-    return merged

@@ -54,3 +54,17 @@ InferenceEvent = TextDelta | ReasoningDelta | ToolCallDelta | Finish
 
 # For the pipe: msgspec.msgpack.encode(events) / EVENTS_DECODER.decode(data).
 EVENTS_DECODER = msgspec.msgpack.Decoder(list[InferenceEvent])
+
+
+def coalesce(events: list[InferenceEvent]) -> list[InferenceEvent]:
+    """Merge neighbouring deltas of the same kind (fewer chunks, same text)."""
+    merged: list[InferenceEvent] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if isinstance(event, TextDelta) and isinstance(last, TextDelta):
+            merged[-1] = TextDelta(last.text + event.text)
+        elif isinstance(event, ReasoningDelta) and isinstance(last, ReasoningDelta):
+            merged[-1] = ReasoningDelta(last.text + event.text)
+        else:
+            merged.append(event)
+    return merged
