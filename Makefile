@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.cortex-installed
 
-.PHONY: setup test-tools demo test lint format clean
+.PHONY: setup test-tools demo test lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ test: setup test-tools
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy over common/ services/ console/, as cortex.* through the links in .typing/.
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff check --fix .
