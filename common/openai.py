@@ -130,6 +130,9 @@ class SamplingFields(msgspec.Struct, kw_only=True, omit_defaults=True):
     logit_bias: dict[str, float] | None = None
     user: str | None = None
 
+    def stop_list(self) -> list[str]:
+        return _stop_list(self.stop)
+
 
 class ResponseFormat(msgspec.Struct, omit_defaults=True):
     type: Literal["text", "json_object", "json_schema"] = "text"
@@ -154,9 +157,6 @@ class ChatCompletionRequest(SamplingFields, kw_only=True, omit_defaults=True):
             return self.max_completion_tokens
         return self.max_tokens
 
-    def stop_list(self) -> list[str]:
-        return _stop_list(self.stop)
-
 
 class CompletionRequest(SamplingFields, kw_only=True, omit_defaults=True):
     prompt: str | list[str | int | list[int]] | None = None
@@ -164,9 +164,6 @@ class CompletionRequest(SamplingFields, kw_only=True, omit_defaults=True):
     suffix: str | None = None
     best_of: int | None = None
     logprobs: int | None = None
-
-    def stop_list(self) -> list[str]:
-        return _stop_list(self.stop)
 
 
 def _stop_list(stop: str | list[str] | None) -> list[str]:

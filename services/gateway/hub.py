@@ -52,6 +52,6 @@ class EventHub:
             self.recent_logs.append(event.entry)
         if not self._subscribers:
             return
-        data = encode_json(event, event=type(event).__struct_config__.tag)
+        data = encode_json(event, event=str(type(event).__struct_config__.tag))
         for subscription in list(self._subscribers):
             subscription.offer(data)

@@ -354,8 +354,9 @@ class UpstreamPool:
             now = time.monotonic()
             for connection in list(self._busy):
                 response = connection.response
-                since = response.waiting_since if response is not None else None
-                if since is not None and now - since > self.read_timeout:
+                if response is None or response.waiting_since is None:
+                    continue
+                if now - response.waiting_since > self.read_timeout:
                     response._fail(
                         UpstreamTimeout(f"no data from the neuron for {self.read_timeout:.0f}s")
                     )

@@ -124,7 +124,7 @@ def from_openai_response(
 def _matched_stop(choice: o.ChatChoice | None) -> str | int | None:
     if choice is None or choice.stop_reason is msgspec.UNSET:
         return None
-    return choice.stop_reason  # type: ignore[return-value]
+    return choice.stop_reason
 
 
 def _tool_block(call: o.ToolCall, names: ToolNameMap) -> a.ResponseBlock:

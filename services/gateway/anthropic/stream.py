@@ -228,7 +228,7 @@ class StreamTranslator:
         if choice.finish_reason is not None:
             self._finish_reason = choice.finish_reason
             if choice.stop_reason is not msgspec.UNSET:
-                self._matched_stop = choice.stop_reason  # type: ignore[assignment]
+                self._matched_stop = choice.stop_reason
             self._close(out)
 
     def _thinking(self, text: str, out: list[bytes]) -> None:

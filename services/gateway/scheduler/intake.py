@@ -116,28 +116,7 @@ def on_event(s: Fleet, name: str, event: NeuronEvent) -> None:
         if record.state == "loaded":
             leasing.advance(s, record.model)
     elif isinstance(event, ModelRemovedEvent):
-        record = s.placements.get((event.id, name))
-        if record is None:
-            return
-        if record.effect in ("loading", "evicting"):
-            record.state = "failed"
-            record.error = event.message
-            record.touch()
-            return  # the load effect reports and decides what next
-        if event.reason != "unloaded":
-            log_event(
-                s,
-                "error",
-                f"{event.id} on {name} {event.reason}: {event.message or 'no detail'}",
-                level="error",
-                model=event.id,
-                neuron=name,
-            )
-        if record.effect == "unloading":
-            eviction.finish_unload(s, record, None)
-        else:
-            s.drop(record)
-            leasing.advance_all(s)
+        model_removed(s, name, event)
     elif isinstance(event, DevicesEvent):
         view.devices = list(event.devices)
         s.metrics.set_devices(name, view.devices)
@@ -147,6 +126,32 @@ def on_event(s: Fleet, name: str, event: NeuronEvent) -> None:
         leasing.advance_all(s)
     elif isinstance(event, RequestEvent):
         pass  # the gateway measures its own requests
+
+
+def model_removed(s: Fleet, name: str, event: ModelRemovedEvent) -> None:
+    """The neuron no longer holds ``event.id``: unloaded, failed, or its worker died."""
+    record = s.placements.get((event.id, name))
+    if record is None:
+        return
+    if record.effect in ("loading", "evicting"):
+        record.state = "failed"
+        record.error = event.message
+        record.touch()
+        return  # the load effect reports and decides what next
+    if event.reason != "unloaded":
+        log_event(
+            s,
+            "error",
+            f"{event.id} on {name} {event.reason}: {event.message or 'no detail'}",
+            level="error",
+            model=event.id,
+            neuron=name,
+        )
+    if record.effect == "unloading":
+        eviction.finish_unload(s, record, None)
+    else:
+        s.drop(record)
+        leasing.advance_all(s)
 
 
 def on_unhealthy(s: Fleet, name: str, error: str, definitive: bool) -> None:

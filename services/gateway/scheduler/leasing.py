@@ -83,7 +83,7 @@ def remove_waiter(s: Fleet, waiter: Waiter) -> bool:
     """Take ``waiter`` out of its model's queue; False when it was not queued."""
     queue = s.waiting.get(waiter.model)
     queued = queue is not None and waiter in queue
-    if queued:
+    if queue is not None and queued:
         queue.remove(waiter)
         if not queue:
             del s.waiting[waiter.model]

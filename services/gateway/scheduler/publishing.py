@@ -49,9 +49,9 @@ def on_flush(s: Fleet) -> None:
         s.hub.publish(PlacementRemoved(model=key[0], neuron=key[1]))
     s.removed.clear()
     for key in s.dirty:
-        record = s.placements.get(key)
-        if record is not None:
-            s.hub.publish(PlacementUpdate(s.placement_wire(record)))
+        changed = s.placements.get(key)
+        if changed is not None:
+            s.hub.publish(PlacementUpdate(s.placement_wire(changed)))
     s.dirty.clear()
     for name in s.dirty_neurons:
         s.hub.publish(NeuronUpdate(s.neurons[name].to_wire()))
