@@ -185,8 +185,6 @@ class CortexConsole(App[int]):
         return True
 
     def selected_placement(self) -> PlacementKey | None:
-        if not self.is_mounted:
-            return None
         return self.models.selected_placement()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

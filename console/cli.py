@@ -46,7 +46,7 @@ def _import_script():
     and httpx falls back to a stub by design (``except ImportError``).
     """
     if "httpx" not in sys.modules:
-        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+        sys.modules["httpx._main"] = None
         try:
             import httpx  # noqa: F401
         finally:

@@ -43,7 +43,9 @@ EVENT_TYPES: dict[str, type] = {
     "catalogue": CatalogueUpdate,
     "log": LogEvent,
 }
-_EVENT_DECODERS = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()}
+_EVENT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()
+}
 
 
 class GatewayError(Exception):

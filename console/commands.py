@@ -10,6 +10,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
     from cortex.console.app import CortexConsole
+    from cortex.console.client import Action
 
 Command = tuple[str, Callable[[], object], str]
 
@@ -52,12 +53,11 @@ def fleet_commands(app: CortexConsole) -> list[Command]:
         )
     models = sorted(set(state.catalogue) | {m for m, _ in state.placements})
     for model in models:
-        pinned = state.is_pinned(model)
-        verb = "Unpin" if pinned else "Pin"
+        action: Action = "unpin" if state.is_pinned(model) else "pin"
         commands.append(
             (
-                f"{verb} {model}",
-                partial(app.request_action, verb.lower(), model, None),
+                f"{action.capitalize()} {model}",
+                partial(app.request_action, action, model, None),
                 "pinned models are never evicted (p)",
             )
         )

@@ -155,7 +155,8 @@ class DetailScreen(ModalScreen[None]):
         kind, what = self.target
         if kind == "neuron":
             return f"Neuron {what}"
-        model, neuron = what  # type: ignore[misc]
+        assert isinstance(what, tuple)
+        model, neuron = what
         return f"{model} on {neuron}"
 
     def compose(self) -> ComposeResult:
