@@ -83,7 +83,8 @@ class TransformersEngine:
         )
         with _weight_progress(progress):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        model.to(self.device)
+        # transformers wraps .to in a decorator whose type mypy reads as a plain function
+        model.to(self.device)  # type: ignore[arg-type]
         model.eval()
         self.model = model
         model_max = _model_max_seq_len(config)

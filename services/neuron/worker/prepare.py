@@ -143,7 +143,7 @@ class JobFactory:
         if value and all(isinstance(v, int) for v in value):
             return value  # type: ignore[return-value]
         if len(value) == 1 and isinstance(value[0], str | list):
-            return value[0]  # type: ignore[return-value]
+            return value[0]
         raise CortexError(
             400,
             "Send one prompt per request: `prompt` as a string or a list of token ids "

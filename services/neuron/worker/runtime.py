@@ -17,13 +17,23 @@ import signal
 import sys
 import threading
 import time
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import msgspec
 
 from cortex.services.neuron.worker import protocol as p
 
+if TYPE_CHECKING:
+    from cortex.services.neuron.worker.prepare import Job
+
 log = logging.getLogger("cortex.neuron.worker")
+
+
+class Reader(Protocol):
+    """What frames are read from: the pipe, or ``_Exact`` over it."""
+
+    def read(self, n: int, /) -> bytes: ...
+
 
 SEND_INTERVAL_S = 0.002  # bound on how long a decoded token waits to be sent
 
@@ -42,7 +52,7 @@ class FrameWriter:
             self._stream.flush()
 
 
-def read_frame(stream: BinaryIO) -> p.ToWorker | None:
+def read_frame(stream: Reader) -> p.ToWorker | None:
     header = stream.read(p.HEADER.size)
     if len(header) < p.HEADER.size:
         return None
@@ -59,7 +69,7 @@ class EngineLoop:
         self.out = out
         self.max_concurrency = max_concurrency
         self.pending: collections.deque = collections.deque()
-        self.running: dict[str, object] = {}
+        self.running: dict[str, Job] = {}
         self.cancelled: set[str] = set()
         self.wake = threading.Condition()
         self.stopping = False
@@ -135,9 +145,9 @@ class EngineLoop:
             outputs = self.engine.step()
         except Exception as exc:
             log.exception("engine step failed")
-            for rid, job in list(self.running.items()):
+            for rid, failed in list(self.running.items()):
                 self.engine.cancel(rid)
-                self._finish(job, "error", f"engine error: {type(exc).__name__}: {exc}")
+                self._finish(failed, "error", f"engine error: {type(exc).__name__}: {exc}")
             self.running.clear()
             return
         for output in outputs:
@@ -235,7 +245,7 @@ def prewarm() -> list[str]:
     return imported
 
 
-def serve(stdin: BinaryIO, out: FrameWriter, warm: bool) -> int:
+def serve(stdin: Reader, out: FrameWriter, warm: bool) -> int:
     imported = prewarm() if warm else []
     out.send(p.Ready(pid=os.getpid(), imported=imported))
     message = read_frame(stdin)
@@ -279,7 +289,7 @@ def serve(stdin: BinaryIO, out: FrameWriter, warm: bool) -> int:
     return 0
 
 
-def read_requests(stdin: BinaryIO, out: FrameWriter, loop: EngineLoop, factory) -> None:
+def read_requests(stdin: Reader, out: FrameWriter, loop: EngineLoop, factory) -> None:
     from cortex.services.neuron.worker.prepare import error_fields
 
     while True:
