@@ -19,7 +19,9 @@ from litestar.response import Stream
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import (
+    ChatCompletion,
     ChatCompletionRequest,
+    Completion,
     CompletionRequest,
     ModelCard,
     ModelList,
@@ -30,7 +32,7 @@ from cortex.services.neuron.http_support import request_id
 from cortex.services.neuron.manager import ModelManager
 from cortex.services.neuron.pipeline import project
 from cortex.services.neuron.pipeline.events import Finish
-from cortex.services.neuron.requests import RequestHandle, new_request_id
+from cortex.services.neuron.requests import Endpoint, RequestHandle, new_request_id
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -98,7 +100,7 @@ async def list_models(manager: ModelManager) -> ModelList:
 async def _generate(
     request: Request,
     manager: ModelManager,
-    endpoint: str,
+    endpoint: Endpoint,
     model: str,
     stream: bool,
     include_usage: bool,
@@ -114,6 +116,7 @@ async def _generate(
     created = now()
     cid = completion_id("chatcmpl" if endpoint == "chat" else "cmpl")
     if stream:
+        projector: project.ChatStreamProjector | project.CompletionStreamProjector
         if endpoint == "chat":
             projector = project.ChatStreamProjector(model, cid, created, include_usage)
         else:
@@ -123,6 +126,7 @@ async def _generate(
     finish = events[-1] if events and isinstance(events[-1], Finish) else None
     if finish is not None and finish.reason == "error":
         raise project.finish_error(finish)
+    result: ChatCompletion | Completion
     if endpoint == "chat":
         result = project.chat_completion(events, model=model, completion_id=cid, created=created)
     else:

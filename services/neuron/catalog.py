@@ -12,7 +12,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cortex.common.neuron import ModelFile
 
@@ -64,7 +64,7 @@ def summarise_weights(files: list[Path]) -> SafetensorsSummary:
             dtype = info.get("dtype", "")
             parameters += count
             dtypes[dtype] = dtypes.get(dtype, 0) + count
-    main = max(dtypes, key=dtypes.get) if dtypes else None
+    main = max(dtypes, key=dtypes.__getitem__) if dtypes else None
     return SafetensorsSummary(parameters, _DTYPE_NAMES.get(main or "", main), exl2)
 
 
@@ -130,7 +130,7 @@ def inspect_model(path: Path, model_id: str, backends_for) -> ModelFile:
     config = read_json(config_file)
     summary = summarise_weights(weights)
     exl2 = is_exl2(config, summary)
-    fmt = "exl2" if exl2 else "safetensors"
+    fmt: Literal["safetensors", "exl2"] = "exl2" if exl2 else "safetensors"
     quant = config.get("quantization_config") or {}
     bits = quant.get("bits") if exl2 else None
     architectures = config.get("architectures") or []

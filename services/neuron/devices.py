@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import psutil
 
@@ -23,7 +24,7 @@ class DeviceProbe:
     def __init__(self, budget_for, allowed: list[str] | None = None) -> None:
         self._budget_for = budget_for  # (device id, total bytes) -> budget bytes
         self._allowed = set(allowed or [])
-        self._nvml = None
+        self._nvml: Any = None  # the pynvml module, once NVML answered
         try:
             import pynvml
 

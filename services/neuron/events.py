@@ -22,7 +22,7 @@ SUBSCRIBER_BACKLOG = 1024
 
 
 def encode_event(event: msgspec.Struct) -> bytes:
-    return encode_json(event, type(event).__struct_config__.tag)
+    return encode_json(event, str(type(event).__struct_config__.tag))
 
 
 class EventBus:

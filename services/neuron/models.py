@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from cortex.common.errors import CortexError
 from cortex.common.neuron import LoadedModel, LoadProgress
-from cortex.services.neuron.requests import RequestHandle
+from cortex.services.neuron.requests import Endpoint, RequestHandle
 from cortex.services.neuron.worker.process import WorkerProcess
 
 RATE_WINDOW_S = 5.0
@@ -92,7 +92,7 @@ class ModelRuntime:
 
     # ------------------------------------------------------------------ admission
 
-    def admit(self, endpoint: str, rid: str, arrived: float) -> RequestHandle:
+    def admit(self, endpoint: Endpoint, rid: str, arrived: float) -> RequestHandle:
         """A handle for a new request, or 429 when the queue is full."""
         if self.info.state != "loaded" or self.worker is None:
             raise self.unavailable()

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from cortex.common.errors import CortexError
 from cortex.common.neuron import RequestStats
@@ -28,13 +28,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cortex.neuron.requests")
 
+Endpoint = Literal["chat", "completions"]
+
 
 def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
 class RequestHandle:
-    def __init__(self, runtime: ModelRuntime, endpoint: str, rid: str, arrived: float) -> None:
+    def __init__(self, runtime: ModelRuntime, endpoint: Endpoint, rid: str, arrived: float) -> None:
         self.runtime = runtime
         self.endpoint = endpoint
         self.rid = rid

@@ -274,7 +274,9 @@ class Constraint:
             ids.append(self._eos[0])
         return ids
 
-    def _feed(self, configs: frozenset, data: bytes) -> frozenset:
+    def _feed(self, configs: frozenset, data: bytes | None) -> frozenset:
+        if data is None:  # a token without bytes (never offered: not free)
+            return frozenset()
         cache = self._cache
         for byte in data:
             key = (configs, byte)

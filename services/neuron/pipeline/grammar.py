@@ -12,7 +12,7 @@ immutable, hence cheap to branch when testing a token and easy to memoise.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 Stack = Any  # tuple[tuple[Node, Any], Stack] | None
 Configs = frozenset
@@ -276,14 +276,13 @@ def complete(configs: Configs) -> bool:
 
 
 def _enter(node: Node, parent: Stack) -> list:
-    kind = type(node)
-    if kind is Lit:
+    if isinstance(node, Lit):
         return [((node, 0), parent)] if node.data else _finish(parent)
-    if kind is Seq:
+    if isinstance(node, Seq):
         return _enter(node.items[0], ((node, 0), parent)) if node.items else _finish(parent)
-    if kind is Alt:
+    if isinstance(node, Alt):
         return [stack for option in node.options for stack in _enter(option, parent)]
-    return [((node, node.initial), parent)]
+    return [((node, cast(Leaf, node).initial), parent)]
 
 
 def _finish(stack: Stack) -> list:

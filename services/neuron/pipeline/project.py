@@ -33,6 +33,7 @@ from cortex.common.openai import (
     ChunkChoice,
     Completion,
     CompletionChoice,
+    FinishReason,
     FunctionCall,
     FunctionCallDelta,
     ResponseMessage,
@@ -65,8 +66,12 @@ __all__ = [
 ]
 
 
-def finish_reason(finish: Finish) -> str:
-    return "stop" if finish.reason == "cancelled" else finish.reason
+def finish_reason(finish: Finish) -> FinishReason:
+    """The OpenAI finish reason; a failed generation has none (its stream ends in an error)."""
+    reason = finish.reason
+    if reason == "cancelled" or reason == "error":
+        return "stop"
+    return reason
 
 
 def usage(finish: Finish) -> Usage:
@@ -234,9 +239,8 @@ class ChatAccumulator:
             raise CortexError(502, "the generation ended without finishing", code="incomplete")
         if finish.reason == "error":
             raise finish_error(finish)
-        content: str | None = "".join(self._text)
-        if self._calls and not content.strip():
-            content = None
+        text = "".join(self._text)
+        content = None if self._calls and not text.strip() else text
         reasoning = "".join(self._reasoning)
         message = ResponseMessage(
             content=content,
@@ -345,7 +349,7 @@ class CompletionStreamProjector:
         )
         return [last, usage_chunk]
 
-    def _chunk(self, text: str, reason: str | None) -> Completion:
+    def _chunk(self, text: str, reason: FinishReason | None) -> Completion:
         return Completion(
             id=self.completion_id,
             created=self.created,

@@ -85,7 +85,7 @@ class PromptBuilder:
     @cached_property
     def eos_token_ids(self) -> list[int]:
         """Every id that ends a turn: generation_config.json, config.json, eos_token."""
-        ids: list[int] = []
+        ids: list[object] = []  # as the files say; only the ints are kept
         for file in ("generation_config.json", "config.json"):
             value = _read_json(self.model_dir / file).get("eos_token_id")
             ids.extend(value if isinstance(value, list) else [value])

@@ -277,11 +277,11 @@ def _repeat(opening: str, item: Node, closing: str, low: int, high: int) -> Node
             tail = Alt(Lit(closing), more) if more is not None else Lit(closing)
         else:
             tail = more if more is not None else Lit(closing)
-    first = Seq(item, tail) if high > 0 else None
+    if high == 0:  # then low == 0 too (callers keep low <= high)
+        return Lit(opening + closing)
+    first = Seq(item, tail)
     if low > 0:
         return Seq(Lit(opening), first)
-    if first is None:
-        return Lit(opening + closing)
     return Alt(Lit(opening + closing), Seq(Lit(opening), first))
 
 

@@ -9,6 +9,7 @@ for HF renders the same here. Failures become a ``CortexError`` that names the m
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -66,7 +67,7 @@ def render_chat(
     *,
     tools: list[dict[str, Any]] | None = None,
     add_generation_prompt: bool = True,
-    special_tokens: dict[str, str | None] | None = None,
+    special_tokens: Mapping[str, str | None] | None = None,
     extra: dict[str, Any] | None = None,
     model: str = "this model",
 ) -> str:

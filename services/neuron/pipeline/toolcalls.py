@@ -26,7 +26,7 @@ def parse_tool_call(body: str) -> tuple[str, str] | None:
     name = document.get("name")
     if not isinstance(name, str) or not name:
         return None
-    arguments = next((document[key] for key in _ARGUMENT_KEYS if key in document), {})
+    arguments: object = next((document[key] for key in _ARGUMENT_KEYS if key in document), {})
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
