@@ -1,6 +1,6 @@
 # cortex: the two commands.
 #   make demo   set up (first run only), then start a local demo fleet and its console
-#   make test   set up (first run only), then lint and run the whole test suite
+#   make test   set up (first run only), then lint, type-check and run the whole test suite
 #
 # Set-up creates .venv with the CPU build of torch. Where PyPI would hand you the CUDA
 # build, point TORCH_INDEX at the CPU wheels, e.g.
@@ -37,6 +37,7 @@ test-tools:
 test: setup test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
 import sys
 import zipfile
@@ -61,3 +63,20 @@ def test_imports_as_cortex_and_not_as_generic_names(tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "cortex.common.config"
+
+
+def test_the_link_tree_for_static_tools_maps_what_setup_maps():
+    """.typing/cortex/ (read by mypy and pyright) names the folders setup.py installs."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    (folders,) = [
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FOLDERS"
+    ]
+    links = ROOT / ".typing" / "cortex"
+    assert {p.name for p in links.iterdir()} == set(folders)
+    for folder, namespace in folders.items():
+        assert namespace == f"cortex.{folder}"
+        link = links / folder
+        assert link.is_symlink() and not Path(os.readlink(link)).is_absolute()
+        assert link.resolve() == (ROOT / folder).resolve()
