@@ -7,6 +7,7 @@ import logging
 from cortex.services.gateway.hub import EventHub
 from cortex.services.gateway.metrics import GatewayMetrics
 from cortex.services.gateway.neuron_client import NeuronPool
+from cortex.services.gateway.responses import ResponseStore
 from cortex.services.gateway.scheduler import Scheduler
 from cortex.services.gateway.settings import Settings
 from cortex.services.gateway.store import StateStore
@@ -25,6 +26,12 @@ class Gateway:
         self.pool = NeuronPool(config.neurons, config.gateway, config.auth.neuron_token)
         self.scheduler = Scheduler(settings, self.store, self.hub, self.metrics, self.pool)
         self.watch = Watch(self.pool, self.scheduler, config)
+        assert settings.responses_path is not None
+        self.responses = ResponseStore(
+            settings.responses_path,
+            max_age_s=config.gateway.responses_max_age_days * 86400,
+            max_count=config.gateway.responses_max_count,
+        )
 
     async def start(self) -> None:
         self.scheduler.start()
@@ -41,3 +48,4 @@ class Gateway:
         await self.watch.stop()
         await self.scheduler.stop()
         await self.pool.aclose()
+        self.responses.close()
