@@ -138,15 +138,15 @@ class NamespaceTool(msgspec.Struct, tag="namespace", tag_field="type", kw_only=T
 
 
 class TextFormat(msgspec.Struct, kw_only=True, omit_defaults=True):
-    type: Literal["text", "json_object", "json_schema"] = "text"
+    type: Literal["text", "json_object", "json_schema"]
     name: str | None = None
     schema: dict[str, Any] | None = None
     description: str | None = None
     strict: bool | None = None
 
 
-class TextConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
-    format: TextFormat = msgspec.field(default_factory=TextFormat)
+class TextConfig(msgspec.Struct, kw_only=True):
+    format: TextFormat = msgspec.field(default_factory=lambda: TextFormat(type="text"))
     verbosity: str | None = None
 
 
@@ -187,6 +187,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
 
 class InputTokensDetails(msgspec.Struct):
     cached_tokens: int = 0
+    cache_write_tokens: int = 0  # required by current SDKs; a local engine reports none
 
 
 class OutputTokensDetails(msgspec.Struct):

@@ -144,7 +144,7 @@ class ResponseStream:
             failed = self.turn.response(
                 "failed",
                 self._output,
-                error=r.ResponseError(code=error.code or "server_error", message=error.message),
+                error=r.ResponseError(code=_failure_code(error.status), message=error.message),
             )
             out += self._event(r.ResponseFailed(response=failed))
         return out
@@ -385,3 +385,11 @@ _INTERLEAVED = CortexError(
     "The upstream model server interleaved the arguments of two tool calls, which a "
     "Responses stream cannot carry; retry the request.",
 )
+
+
+def _failure_code(status: int) -> str:
+    """``response.error.code``: one of OpenAI's fixed values (the ``error`` event before
+    it carries cortex's own code)."""
+    if status == 429:
+        return "rate_limit_exceeded"
+    return "invalid_prompt" if 400 <= status < 500 else "server_error"
