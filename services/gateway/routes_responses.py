@@ -67,6 +67,8 @@ async def create_response(request: Request) -> Response:
             data, neuron = await fetch_whole(request, gateway, ticket, exchange)
         except ClientGone:
             return Response(content=b"", status_code=499)
+        except CortexError as exc:
+            raise in_responses_terms(exc) from None
         try:
             completion = _completion.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -81,6 +83,9 @@ async def create_response(request: Request) -> Response:
         )
     translator = ResponseStream(turn)
 
+    def fail(error: CortexError) -> bytes:
+        return translator.error(in_responses_terms(error))
+
     async def answer(upstream):
         stored = not req.store
         async for data in relay(
@@ -89,16 +94,28 @@ async def create_response(request: Request) -> Response:
             meter,
             translate=translator.feed_bytes,
             finish=translator.finish,
-            fail=translator.error,
+            fail=fail,
         ):
             if not stored and translator.response is not None:
                 stored = True
                 await gateway.responses.aput(turn.stored(translator.response))
             yield data
 
-    dialect = StreamDialect(keepalive=translator.ping, fail=translator.error, answer=answer)
-    stream = await open_stream(gateway, ticket, exchange, dialect)
+    dialect = StreamDialect(keepalive=translator.ping, fail=fail, answer=answer)
+    try:
+        stream = await open_stream(gateway, ticket, exchange, dialect)
+    except CortexError as exc:
+        raise in_responses_terms(exc) from None
     return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
+
+
+def in_responses_terms(error: CortexError) -> CortexError:
+    """A neuron's context overflow names chat's fields; a Responses client sent others."""
+    if error.code == "context_length_exceeded":
+        error.param = "input"
+        error.message = error.message.replace("length of the messages", "length of the input")
+        error.message = error.message.replace("(max_tokens)", "(max_output_tokens)")
+    return error
 
 
 async def _stored(request: Request, response_id: str) -> r.StoredResponse:

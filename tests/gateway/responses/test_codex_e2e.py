@@ -4,7 +4,8 @@ Codex speaks only the Responses API. Its one request per turn carries about 20.5
 tokens of prompt (two developer messages, the user's environment and prompt), nine
 tools (a ``namespace`` group and a ``web_search`` built-in among them), ``store: false``
 and ``stream: true`` (recorded in ``recorded/codex_0.171.0_exec_request.json``), so it
-runs on ``demo-long`` with a 32k context. The config is the README's, as pasted.
+runs on ``demo-long`` with a 32k context. The config is the README's, as pasted (with
+the test gateway's address). Codex runs with its default sandbox and approval settings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from support.gateway import start_gateway
@@ -23,18 +25,18 @@ pytestmark = pytest.mark.slow
 
 CODEX_VERSION = "0.171.0"
 CODEX_TIMEOUT_S = 420
-CONFIG = """\
-model = "demo-long"
-model_provider = "cortex"
-approval_policy = "never"
-sandbox_mode = "read-only"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
-[model_providers.cortex]
-name = "cortex"
-base_url = "{url}/v1"
-env_key = "CORTEX_API_KEY"
-wire_api = "responses"
-"""
+
+def readme_codex_config(gateway_url: str) -> str:
+    """The README's Codex config.toml, as a user pastes it; only the gateway's address
+    differs (tests use a free port)."""
+    text = README.read_text()
+    section = text[text.index("**Codex CLI**") :]
+    start = section.index("```toml\n") + len("```toml\n")
+    block = section[start : section.index("\n```", start)]
+    assert 'base_url = "http://127.0.0.1:31313/v1"' in block
+    return block.replace("http://127.0.0.1:31313", gateway_url) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def test_codex_exec_gets_a_reply_through_the_gateway(gateway, tmp_path):
     codex = npm_binary("@openai/codex", CODEX_VERSION, "codex")
     home = tmp_path / "codex-home"
     home.mkdir()
-    (home / "config.toml").write_text(CONFIG.format(url=gateway.url))
+    (home / "config.toml").write_text(readme_codex_config(gateway.url))
     work = tmp_path / "project"
     work.mkdir()
     env = {

@@ -272,6 +272,10 @@ def test_errors_use_openais_envelope_and_name_the_field(fleet, oai):
     with pytest.raises(openai.BadRequestError) as caught:
         oai.responses.create(model="demo-tiny", input="word " * 5000, max_output_tokens=16)
     assert caught.value.body["code"] == "context_length_exceeded"
+    assert caught.value.body["param"] == "input" and "max_output_tokens" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as streamed:
+        oai.responses.create(model="demo-tiny", input="word " * 5000, stream=True)
+    assert streamed.value.body["code"] == "context_length_exceeded"
     with pytest.raises(openai.NotFoundError) as caught:
         oai.responses.retrieve("resp_missing")
     assert caught.value.body["type"] == "not_found_error"
