@@ -93,6 +93,22 @@ def test_create_answers_a_stored_response_in_openais_shape(fleet, oai):
     assert items.data[0].id.startswith("msg_")
 
 
+def test_input_items_are_listed_in_pages(fleet, oai):
+    said = ["one", "two", "three"]
+    response = oai.responses.create(
+        model="demo-tiny",
+        input=[{"role": "user", "content": text} for text in said],
+        max_output_tokens=2,
+    )
+    page = oai.responses.input_items.list(response.id, limit=2, order="asc")
+    assert [i.content[0].text for i in page.data] == ["one", "two"] and page.has_more
+    assert page.first_id == page.data[0].id and page.last_id == page.data[1].id
+    rest = oai.responses.input_items.list(response.id, order="asc", after=page.last_id)
+    assert [i.content[0].text for i in rest.data] == ["three"] and not rest.has_more
+    newest = oai.responses.input_items.list(response.id, limit=1)  # desc by default
+    assert newest.data[0].content[0].text == "three"
+
+
 def test_max_output_tokens_makes_an_incomplete_response(fleet, oai):
     response = oai.responses.create(
         model="demo-tiny",
@@ -279,6 +295,10 @@ def test_errors_use_openais_envelope_and_name_the_field(fleet, oai):
     with pytest.raises(openai.NotFoundError) as caught:
         oai.responses.retrieve("resp_missing")
     assert caught.value.body["type"] == "not_found_error"
+    image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.responses.create(model="demo-tiny", input=[{"role": "user", "content": [image]}])
+    assert "image" in caught.value.message  # the demo model cannot take images
     raw = httpx.post(fleet.gateway.url + "/v1/responses", content=b"{not json")
     assert raw.status_code == 400 and "error" in raw.json()
 
