@@ -35,7 +35,12 @@ from cortex.common import openai as o
 from cortex.common import responses as r
 from cortex.common.errors import CortexError
 from cortex.common.sse import SSEDecoder, comment, encode_json
-from cortex.services.gateway.anthropic.errors import error_from_openai
+from cortex.services.gateway.chat_stream import (
+    UpstreamCall,
+    interleaved_calls,
+    not_a_chunk,
+    track_call,
+)
 
 from .response import (
     Turn,
@@ -52,22 +57,12 @@ _chunk_decoder = msgspec.json.Decoder(r.ChatCompletionChunk)
 
 
 @dataclass(slots=True)
-class _Call:
-    """One upstream tool call (by its OpenAI ``index``)."""
-
-    id: str | None
-    name: str | None
-    item_index: int | None = None
-    pending: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class _Item:
     index: int
     id: str
     kind: str  # "reasoning" | "message" | "call"
     text: list[str] = field(default_factory=list)
-    call: _Call | None = None
+    call: UpstreamCall | None = None
 
 
 class ResponseStream:
@@ -87,7 +82,7 @@ class ResponseStream:
         self._open: _Item | None = None
         self._output: list[r.OutputItem] = []
         self._held_whitespace = ""
-        self._calls: dict[int, _Call] = {}
+        self._calls: dict[int, UpstreamCall] = {}
         self._content_chunks = 0
         self._finish_reason: str | None = None
         self._usage: r.ChatUsage | None = None
@@ -125,7 +120,7 @@ class ResponseStream:
             try:
                 chunk = _chunk_decoder.decode(payload)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                out.append(self._undecodable(payload, exc))
+                out.append(self.error(not_a_chunk(payload, exc)))
                 continue
             self._on_chunk(chunk, out)
         return b"".join(out)
@@ -204,18 +199,9 @@ class ResponseStream:
         self._text_into_open(text, out)
 
     def _tool_call(self, delta: o.ToolCallDelta, out: list[bytes]) -> None:
-        function = delta.function
-        call = self._calls.get(delta.index)
-        if call is None or (delta.id and call.id and delta.id != call.id):
-            # A new call (some servers reuse index 0 for every call, with new ids).
-            call = _Call(id=delta.id, name=function.name if function else None)
-            self._calls[delta.index] = call
-        else:
-            call.id = call.id or delta.id
-            if function is not None and function.name and not call.name:
-                call.name = function.name
-        arguments = function.arguments if function is not None else None
-        if call.item_index is None:
+        call = track_call(self._calls, delta)
+        arguments = delta.function.arguments if delta.function is not None else None
+        if call.opened is None:
             if arguments:
                 call.pending.append(arguments)
             if call.name is None:
@@ -241,7 +227,7 @@ class ResponseStream:
 
     # ------------------------------------------------------------------ items
 
-    def _begin(self, kind: str, out: list[bytes], call: _Call | None = None) -> _Item:
+    def _begin(self, kind: str, out: list[bytes], call: UpstreamCall | None = None) -> _Item:
         self._close(out)
         index = len(self._output)
         prefix = {"reasoning": "rs", "message": "msg", "call": "fc"}[kind]
@@ -255,7 +241,7 @@ class ResponseStream:
         else:
             assert call is not None and call.name is not None
             call.id = call.id or new_id("call")
-            call.item_index = index
+            call.opened = index
             added = self._call_item(item, "in_progress")
         out.append(self._event(r.OutputItemAdded(output_index=index, item=added)))
         if kind == "reasoning":
@@ -366,25 +352,8 @@ class ResponseStream:
         self._sequence += 1
         return encode_json(event, event=r.event_name(event))
 
-    def _undecodable(self, payload: str, exc: Exception) -> bytes:
-        try:
-            body = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
-            body = None
-        if isinstance(body, dict) and "error" in body:
-            return self.error(error_from_openai(None, body))
-        return self.error(
-            CortexError(
-                502, f"The upstream model server sent a stream chunk cortex cannot read: {exc}"
-            )
-        )
 
-
-_INTERLEAVED = CortexError(
-    502,
-    "The upstream model server interleaved the arguments of two tool calls, which a "
-    "Responses stream cannot carry; retry the request.",
-)
+_INTERLEAVED = interleaved_calls("a Responses")
 
 
 def _failure_code(status: int) -> str:
