@@ -28,11 +28,8 @@ from cortex.common import responses as r
 from cortex.services.gateway.anthropic import StreamTranslator
 from cortex.services.gateway.responses import (
     ResponseStream,
-    Turn,
     from_chat_completion,
-    listed,
-    parse_items,
-    parse_tools,
+    new_turn,
     to_chat_request,
 )
 
@@ -82,18 +79,13 @@ def stream_pieces(tokens: int) -> list[bytes]:
     return pieces
 
 
-def turn_for(req: r.ResponsesRequest) -> Turn:
-    items = [listed(item) for item in parse_items(req.input)]
-    return Turn(req, parse_tools(req.tools), input_items=items, context=items)
-
-
 def main() -> None:
     body = (RECORDED / "codex_0.171.0_exec_request.json").read_bytes()
     compact = _encoder.encode(msgspec.json.decode(body))
 
     def translate_request() -> bytes:
         req = msgspec.json.decode(compact, type=r.ResponsesRequest)
-        turn = turn_for(req)
+        turn = new_turn(req)
         return _encoder.encode(to_chat_request(req, turn.context, turn.functions, model="m"))
 
     request_s = best(translate_request, 200)
@@ -125,7 +117,7 @@ def main() -> None:
         },
         r.ChatCompletion,
     )
-    turn = turn_for(req)
+    turn = new_turn(req)
     response_s = best(lambda: _encoder.encode(from_chat_completion(completion, turn)), 2000)
 
     pieces = stream_pieces(1000)

@@ -14,7 +14,7 @@ from .request import Functions, parse_items, parse_tools, to_chat_messages, to_c
 from .response import Turn, from_chat_completion, new_id, usage_for
 from .store import ResponseStore
 from .stream import ResponseStream
-from .turn import listed, start_turn
+from .turn import listed, new_turn, start_turn
 
 __all__ = [
     "Functions",
@@ -24,6 +24,7 @@ __all__ = [
     "from_chat_completion",
     "listed",
     "new_id",
+    "new_turn",
     "parse_items",
     "parse_tools",
     "start_turn",

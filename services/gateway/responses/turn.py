@@ -29,8 +29,6 @@ async def start_turn(store: ResponseStore, req: r.ResponsesRequest) -> Turn:
             code="invalid_request",
             param="background",
         )
-    items = [listed(item) for item in parse_items(req.input)]
-    functions = parse_tools(req.tools)
     context: list[r.InputItem] = []
     if req.previous_response_id:
         previous = await store.aget(req.previous_response_id)
@@ -44,7 +42,14 @@ async def start_turn(store: ResponseStore, req: r.ResponsesRequest) -> Turn:
                 param="previous_response_id",
             )
         context = [*previous.context, *previous.response.output]
-    return Turn(req, functions, input_items=items, context=[*context, *items])
+    return new_turn(req, context)
+
+
+def new_turn(req: r.ResponsesRequest, before: list[r.InputItem] | None = None) -> Turn:
+    """The Turn for ``req`` after the conversation ``before`` (none by default)."""
+    items = [listed(item) for item in parse_items(req.input)]
+    context = [*(before or ()), *items]
+    return Turn(req, parse_tools(req.tools), input_items=items, context=context)
 
 
 def listed(item: r.InputItem) -> r.InputItem:

@@ -22,11 +22,10 @@ from cortex.common.errors import CortexError
 from cortex.common.sse import iter_events
 from cortex.services.gateway.responses import (
     ResponseStream,
-    Turn,
     from_chat_completion,
     listed,
+    new_turn,
     parse_items,
-    parse_tools,
     to_chat_request,
 )
 
@@ -43,14 +42,9 @@ def request(**fields: Any) -> r.ResponsesRequest:
     return msgspec.convert({"model": "demo-tiny", **fields}, r.ResponsesRequest)
 
 
-def turn_for(req: r.ResponsesRequest) -> Turn:
-    items = [listed(item) for item in parse_items(req.input)]
-    return Turn(req, parse_tools(req.tools), input_items=items, context=items)
-
-
 def chat_for(**fields: Any):
     req = request(**fields)
-    turn = turn_for(req)
+    turn = new_turn(req)
     return to_chat_request(req, turn.context, turn.functions, model="demo-tiny")
 
 
@@ -129,7 +123,7 @@ def sdk_final(data: bytes) -> SDKResponse:
 def test_codexs_recorded_request_becomes_one_system_message_and_flat_functions():
     body = json.loads((RECORDED / "codex_0.171.0_exec_request.json").read_text())
     req = msgspec.convert(body, r.ResponsesRequest)
-    turn = turn_for(req)
+    turn = new_turn(req)
     chat = to_chat_request(req, turn.context, turn.functions, model="demo-long")
     roles = [m.role for m in chat.messages]
     assert roles == ["system", "user", "user"]  # two developer messages joined
@@ -341,7 +335,7 @@ def stream_for(**fields: Any) -> ResponseStream:
             "tools": [WEATHER | {"name": "spawn"}],
         },
     ]
-    return ResponseStream(turn_for(request(input="Weather?", tools=tools, stream=True, **fields)))
+    return ResponseStream(new_turn(request(input="Weather?", tools=tools, stream=True, **fields)))
 
 
 def test_stream_events_in_openais_order_and_shapes():
@@ -487,7 +481,7 @@ def test_a_completion_becomes_reasoning_message_and_calls():
         },
         r.ChatCompletion,
     )
-    response = from_chat_completion(completion, turn_for(req))
+    response = from_chat_completion(completion, new_turn(req))
     sdk = SDKResponse.model_validate(msgspec.to_builtins(response))
     assert [item.type for item in sdk.output] == ["reasoning", "function_call"]  # "\n" dropped
     assert sdk.output[1].call_id == "call_9" and sdk.output[1].status == "completed"
