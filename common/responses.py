@@ -176,6 +176,9 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     previous_response_id: str | None = None
     background: bool | None = None
     truncation: str | None = None
+    # OpenAI-hosted state cortex does not keep: refused when given.
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.max_output_tokens is not None and self.max_output_tokens < 1:

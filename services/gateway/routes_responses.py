@@ -9,6 +9,8 @@ out, so a client that continues at once with ``previous_response_id`` finds it.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from typing import Literal
 
@@ -44,6 +46,7 @@ from cortex.services.gateway.responses import (
 )
 
 CHAT_PATH = "/v1/chat/completions"
+log = logging.getLogger("cortex.gateway.responses")
 _encoder = msgspec.json.Encoder()
 _completion = msgspec.json.Decoder(r.ChatCompletion)
 
@@ -77,7 +80,7 @@ async def create_response(request: Request) -> Response:
             ) from None
         response = from_chat_completion(completion, turn)
         if req.store:
-            await gateway.responses.aput(turn.stored(response))
+            await keep(gateway, turn.stored(response))
         return Response(
             content=_encoder.encode(response), media_type="application/json", headers=reply_headers
         )
@@ -98,7 +101,7 @@ async def create_response(request: Request) -> Response:
         ):
             if not stored and translator.response is not None:
                 stored = True
-                await gateway.responses.aput(turn.stored(translator.response))
+                await keep(gateway, turn.stored(translator.response))
             yield data
 
     dialect = StreamDialect(keepalive=translator.ping, fail=fail, answer=answer)
@@ -107,6 +110,17 @@ async def create_response(request: Request) -> Response:
     except CortexError as exc:
         raise in_responses_terms(exc) from None
     return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
+
+
+async def keep(gateway, stored: r.StoredResponse) -> None:
+    """Store a response; a database that fails is logged, and the answer still goes out
+    (only a later previous_response_id or GET will miss it)."""
+    try:
+        await gateway.responses.aput(stored)
+    except sqlite3.Error as exc:
+        log.error(
+            "could not store response %s in %s: %s", stored.response.id, gateway.responses.path, exc
+        )
 
 
 def in_responses_terms(error: CortexError) -> CortexError:

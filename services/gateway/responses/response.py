@@ -71,6 +71,7 @@ class Turn:
             tool_choice=req.tool_choice or "auto",
             tools=req.tools or [],
             top_p=req.top_p,
+            truncation=req.truncation or "disabled",
             usage=usage,
             user=req.user,
             metadata=req.metadata or {},

@@ -29,6 +29,17 @@ async def start_turn(store: ResponseStore, req: r.ResponsesRequest) -> Turn:
             code="invalid_request",
             param="background",
         )
+    for field, instead in (
+        ("conversation", "continue with previous_response_id"),
+        ("prompt", "send the prompt's text as instructions and input"),
+    ):
+        if getattr(req, field) is not None:
+            raise CortexError(
+                400,
+                f"`{field}` needs OpenAI's hosted {field}s, which cortex does not keep: {instead}.",
+                code="invalid_request",
+                param=field,
+            )
     context: list[r.InputItem] = []
     if req.previous_response_id:
         previous = await store.aget(req.previous_response_id)

@@ -21,11 +21,13 @@ from cortex.common import responses as r
 from cortex.common.errors import CortexError
 from cortex.common.sse import iter_events
 from cortex.services.gateway.responses import (
+    ResponseStore,
     ResponseStream,
     from_chat_completion,
     listed,
     new_turn,
     parse_items,
+    start_turn,
     to_chat_request,
 )
 
@@ -299,6 +301,24 @@ def test_what_cannot_be_served_is_a_400_naming_the_field(fields, param, words):
         chat_for(**{"input": "x", **fields})
     error = caught.value
     assert error.status == 400 and error.param == param and words in error.message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"background": True}, {"conversation": "conv_1"}, {"prompt": {"id": "pmpt_1"}}],
+)
+async def test_openai_hosted_state_is_refused(fields, tmp_path):
+    store = ResponseStore(tmp_path / "db", max_age_s=60, max_count=10)
+    with pytest.raises(CortexError) as caught:
+        await start_turn(store, request(input="x", **fields))
+    assert caught.value.status == 400 and caught.value.param == next(iter(fields))
+
+
+async def test_an_unknown_previous_response_is_a_404(tmp_path):
+    store = ResponseStore(tmp_path / "db", max_age_s=60, max_count=10)
+    with pytest.raises(CortexError) as caught:
+        await start_turn(store, request(input="x", previous_response_id="resp_gone"))
+    assert caught.value.status == 404 and caught.value.code == "previous_response_not_found"
 
 
 def test_input_items_are_listed_with_ids_and_parts():
