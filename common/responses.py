@@ -5,7 +5,8 @@ Requests tolerate unknown fields (as api.openai.com does). ``input`` items and
 ``tools`` arrive as plain objects and are converted one by one
 (:func:`cortex.services.gateway.responses.request.parse_items`), so a message without
 ``type`` is read as a message (OpenAI's "easy input message") and an error names the
-item (``input[3].call_id``). Responses and events encode every field OpenAI sends,
+item (``input[3].call_id``); an item's optional fields may be ``null``. Responses and
+events encode every field OpenAI sends,
 ``null`` included, so the SDKs validate them; items leave out what they were not given
 (an input item's ``id``, a call's ``namespace``).
 """
@@ -72,8 +73,8 @@ ContentPart = InputText | OutputText | InputImage | InputFile | Refusal
 class Message(msgspec.Struct, tag="message", tag_field="type", kw_only=True, omit_defaults=True):
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[ContentPart]
-    id: str | UnsetType = UNSET
-    status: ItemStatus | UnsetType = UNSET
+    id: str | UnsetType | None = UNSET
+    status: ItemStatus | UnsetType | None = UNSET
 
 
 class FunctionCall(
@@ -82,9 +83,9 @@ class FunctionCall(
     call_id: str
     name: str
     arguments: str
-    id: str | UnsetType = UNSET
-    namespace: str | UnsetType = UNSET
-    status: ItemStatus | UnsetType = UNSET
+    id: str | UnsetType | None = UNSET
+    namespace: str | UnsetType | None = UNSET
+    status: ItemStatus | UnsetType | None = UNSET
 
 
 class FunctionCallOutput(
@@ -92,19 +93,19 @@ class FunctionCallOutput(
 ):
     call_id: str
     output: str | list[ContentPart]
-    id: str | UnsetType = UNSET
-    status: ItemStatus | UnsetType = UNSET
+    id: str | UnsetType | None = UNSET
+    status: ItemStatus | UnsetType | None = UNSET
 
 
 class Reasoning(
     msgspec.Struct, tag="reasoning", tag_field="type", kw_only=True, omit_defaults=True
 ):
     summary: list[SummaryText]
-    id: str | UnsetType = UNSET
-    content: list[ReasoningText] | UnsetType = UNSET
+    id: str | UnsetType | None = UNSET
+    content: list[ReasoningText] | UnsetType | None = UNSET
     # Accepted back from clients (Codex asks for it); a local model has nothing to encrypt.
     encrypted_content: str | UnsetType | None = UNSET
-    status: ItemStatus | UnsetType = UNSET
+    status: ItemStatus | UnsetType | None = UNSET
 
 
 class ItemReference(msgspec.Struct, tag="item_reference", tag_field="type"):

@@ -508,3 +508,30 @@ def test_a_completion_becomes_reasoning_message_and_calls():
     assert sdk.status == "completed" and sdk.store is False
     assert sdk.usage.output_tokens_details.reasoning_tokens == 4
     assert sdk.tools[0].name == "get_weather"
+
+
+def test_items_echoed_with_null_optional_fields_are_accepted():
+    chat = chat_for(
+        input=[
+            {"role": "user", "content": "Hi", "id": None},
+            {
+                "type": "reasoning",
+                "id": "rs_1",
+                "summary": [{"type": "summary_text", "text": "Greet."}],
+                "content": None,
+                "encrypted_content": None,
+            },
+            {
+                "type": "function_call",
+                "call_id": "c",
+                "name": "get_weather",
+                "arguments": "{}",
+                "id": None,
+                "namespace": None,
+                "status": None,
+            },
+        ],
+        tools=[WEATHER],
+    )
+    assistant = chat.messages[-1]
+    assert assistant.reasoning_content == "Greet." and assistant.tool_calls[0].id == "c"
