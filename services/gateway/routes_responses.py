@@ -60,7 +60,7 @@ async def create_response(request: Request) -> Response:
     req = decode_body(await request.body(), r.ResponsesRequest)
     model = resolve_model(gateway, req.model)
     turn = await start_turn(gateway.responses, req)
-    chat = to_chat_request(req, turn.context, turn.functions, model=model)
+    chat = to_chat_request(req, turn.context, turn.functions, model=model, inherited=turn.inherited)
     meter = Meter(gateway, model, "responses", started, rid)
     ticket = await admit(gateway, model, rid, meter)
     exchange = Exchange(CHAT_PATH, _encoder.encode(chat), upstream_headers(rid, req.stream), meter)

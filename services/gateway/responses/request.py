@@ -163,13 +163,15 @@ def to_chat_request(
     functions: Functions,
     *,
     model: str,
+    inherited: int = 0,
 ) -> o.ChatCompletionRequest:
-    """The chat request for a Responses request whose whole conversation is ``items``
-    (a previous response's context and output first, then this request's input)."""
+    """The chat request for a Responses request whose whole conversation is ``items``:
+    the first ``inherited`` from ``previous_response_id`` (its context and output), then
+    this request's input."""
     tools, tool_choice = _tools_and_choice(req, functions)
     return o.ChatCompletionRequest(
         model=model,
-        messages=to_chat_messages(req.instructions, items, functions),
+        messages=to_chat_messages(req.instructions, items, functions, inherited),
         max_tokens=req.max_output_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
@@ -185,13 +187,17 @@ def to_chat_request(
 
 
 def to_chat_messages(
-    instructions: str | None, items: Iterable[r.InputItem], functions: Functions
+    instructions: str | None,
+    items: Iterable[r.InputItem],
+    functions: Functions,
+    inherited: int = 0,
 ) -> list[o.ChatMessage]:
     builder = _Messages(functions)
     if instructions:
         builder.system(instructions)
     for i, item in enumerate(items):
-        builder.add(item, f"input[{i}]")
+        at = f"input[{i - inherited}]" if i >= inherited else "previous_response_id"
+        builder.add(item, at)
     return builder.finish()
 
 

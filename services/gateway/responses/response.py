@@ -78,6 +78,11 @@ class Turn:
             prompt_cache_key=req.prompt_cache_key,
         )
 
+    @property
+    def inherited(self) -> int:
+        """How many items of ``context`` came from ``previous_response_id``."""
+        return len(self.context) - len(self.input_items)
+
     def stored(self, response: r.Response) -> r.StoredResponse:
         return r.StoredResponse(
             response=response, input_items=self.input_items, context=self.context

@@ -535,3 +535,15 @@ def test_items_echoed_with_null_optional_fields_are_accepted():
     )
     assistant = chat.messages[-1]
     assert assistant.reasoning_content == "Greet." and assistant.tool_calls[0].id == "c"
+
+
+def test_errors_count_items_from_this_requests_input_not_the_inherited_context():
+    before = parse_items(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    )
+    bad = {"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}
+    req = request(input=[{"role": "user", "content": "ok"}, bad], previous_response_id="r")
+    turn = new_turn(req, before)
+    with pytest.raises(CortexError) as caught:
+        to_chat_request(req, turn.context, turn.functions, model="m", inherited=turn.inherited)
+    assert caught.value.param == "input[1].content[0]"
