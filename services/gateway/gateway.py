@@ -38,10 +38,11 @@ class Gateway:
         self.watch.start()
         names = ", ".join(f"{n.name}={n.endpoint}" for n in self.settings.config.neurons)
         log.info(
-            "gateway started: neurons %s; models file %s; state %s",
+            "gateway started: neurons %s; models file %s; state %s; stored responses %s",
             names or "none",
             self.settings.models_path or "none",
             self.settings.state_path,
+            self.responses.path,
         )
 
     async def stop(self) -> None:

@@ -301,6 +301,11 @@ def test_errors_use_openais_envelope_and_name_the_field(fleet, oai):
     assert "image" in caught.value.message  # the demo model cannot take images
     raw = httpx.post(fleet.gateway.url + "/v1/responses", content=b"{not json")
     assert raw.status_code == 400 and "error" in raw.json()
+    stored = oai.responses.create(model="demo-tiny", input="Hi", max_output_tokens=2)
+    raw = httpx.get(f"{fleet.gateway.url}/v1/responses/{stored.id}", params={"stream": "true"})
+    assert raw.status_code == 400 and raw.json()["error"]["param"] == "stream"
+    raw = httpx.get(f"{fleet.gateway.url}/v1/responses/{stored.id}/input_items?limit=0")
+    assert raw.status_code == 400 and "limit" in raw.json()["error"]["message"]
 
 
 def test_metrics_and_log_count_the_responses_endpoint(fleet):
