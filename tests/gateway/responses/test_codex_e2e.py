@@ -10,9 +10,11 @@ the test gateway's address). Codex runs with its default sandbox and approval se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -102,3 +104,6 @@ def test_codex_exec_gets_a_reply_through_the_gateway(gateway, tmp_path):
     prompt, completion = (int(n) for n in served[-1])
     assert prompt > 15000
     assert (usage["input_tokens"], usage["output_tokens"]) == (prompt, completion)
+    # Codex sends store: false: nothing of its conversation is kept.
+    with contextlib.closing(sqlite3.connect(gateway.work_dir / "responses.sqlite3")) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone() == (0,)
