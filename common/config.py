@@ -129,10 +129,18 @@ class GatewaySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 600.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Stored responses (POST /v1/responses): an SQLite file, relative to cortex.toml's
+    # folder; "" means responses.sqlite3 beside the state file. Rows older than
+    # responses_max_age_days, and the oldest beyond responses_max_count, are dropped.
+    responses_db: str = ""
+    responses_max_age_days: float = 30.0
+    responses_max_count: int = 10000
 
     def __post_init__(self) -> None:
         _check("listen", parse_listen, self.listen)
         _check("metrics_listen", parse_listen, self.metrics_listen)
+        _require("responses_max_age_days", self.responses_max_age_days > 0, "must be > 0")
+        _require("responses_max_count", self.responses_max_count >= 1, "must be >= 1")
         _check("max_body_bytes", parse_size, self.max_body_bytes)
         for name in ("load_timeout_s", "keepalive_interval_s", "connect_timeout_s"):
             _require(name, getattr(self, name) > 0, "must be > 0")

@@ -135,26 +135,34 @@ def anthropic_error_body(error: CortexError) -> bytes:
     return msgspec.json.encode(anthropic_error(error))
 
 
-def validation_message(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
-    """Turn a msgspec error into a sentence naming the field, e.g. ``messages[0].role``."""
+def validation_message(exc: msgspec.ValidationError | msgspec.DecodeError, at: str = "") -> str:
+    """Turn a msgspec error into a sentence naming the field, e.g. ``messages[0].role``.
+
+    ``at`` is where the decoded value sits in the body (``input[3]``) when it was
+    converted on its own."""
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         head, sep, path = text.rpartition(" - at `")
         if sep:
-            field = path.rstrip("`").removeprefix("$").lstrip(".")
+            field = _field_path(at, path)
             return f"Invalid request body: {head} (field `{field}`)"
-        return f"Invalid request body: {text}"
+        return f"Invalid request body: {text}" + (f" (field `{at}`)" if at else "")
     return f"Request body is not valid JSON: {text}"
 
 
-def invalid_body(exc: msgspec.ValidationError | msgspec.DecodeError) -> CortexError:
+def _field_path(at: str, path: str) -> str:
+    inner = path.rstrip("`").removeprefix("$")
+    return (at + inner) if at else inner.lstrip(".")
+
+
+def invalid_body(exc: msgspec.ValidationError | msgspec.DecodeError, at: str = "") -> CortexError:
     """A 400 for a body that failed to decode, naming the field that was wrong."""
-    param = None
+    param = at or None
     if isinstance(exc, msgspec.ValidationError):
         _, sep, path = str(exc).rpartition(" - at `")
         if sep:
-            param = path.rstrip("`").removeprefix("$").lstrip(".") or None
-    return CortexError(400, validation_message(exc), code="invalid_request", param=param)
+            param = _field_path(at, path) or None
+    return CortexError(400, validation_message(exc, at), code="invalid_request", param=param)
 
 
 def decode_body(body: bytes, type_: type[T]) -> T:

@@ -78,6 +78,11 @@ memory_budget = "{fleet.budget}"
 id = "demo-small"
 priority = 5
 max_seq_len = 2048
+
+# Coding agents send long prompts (Codex ~20k tokens, Claude Code 26k-70k).
+[[models]]
+id = "demo-long"
+max_seq_len = 32768
 """,
     )
     configs["gateway"] = write(

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Request, get
 from litestar.openapi import OpenAPIConfig
 
-from cortex.services.gateway import routes_fleet, routes_messages, routes_openai
+from cortex.services.gateway import routes_fleet, routes_messages, routes_openai, routes_responses
 from cortex.services.gateway.errors import handle_exception
 from cortex.services.gateway.gateway import Gateway
 from cortex.services.gateway.settings import Settings
@@ -43,6 +43,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             routes_openai.completions,
             routes_messages.messages,
             routes_messages.count_tokens,
+            routes_responses.create_response,
+            routes_responses.retrieve_response,
+            routes_responses.delete_response,
+            routes_responses.list_input_items,
             routes_fleet.fleet,
             routes_fleet.fleet_logs,
             routes_fleet.fleet_events,

@@ -26,7 +26,9 @@ Dialect = Literal["openai", "anthropic"]
 
 ROUTES_HINT = (
     "the gateway serves GET /v1/models, POST /v1/chat/completions, POST /v1/completions, "
-    "POST /v1/messages, POST /v1/messages/count_tokens, GET /fleet, GET /fleet/events, "
+    "POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/responses, "
+    "GET|DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, GET /fleet, "
+    "GET /fleet/events, "
     "POST /fleet/models/{id}/load|unload|pin|unpin and GET /health"
 )
 

@@ -17,6 +17,7 @@ from cortex.common.config import (
 )
 
 STATE_FILE_NAME = "gateway-state.json"
+RESPONSES_FILE_NAME = "responses.sqlite3"
 
 
 @dataclass
@@ -28,9 +29,12 @@ class Settings:
     config_path: Path | None = None
     models_path: Path | None = None
     state_path: Path = field(default_factory=lambda: user_dir("state") / STATE_FILE_NAME)
+    responses_path: Path | None = None  # default: beside the state file
 
     def __post_init__(self) -> None:
         self.profiles: dict[str, ModelProfile] = {p.id: p for p in self.models.models}
+        if self.responses_path is None:
+            self.responses_path = self.state_path.parent / RESPONSES_FILE_NAME
 
     @classmethod
     def load(cls, config_path: str | Path | None) -> Settings:
@@ -53,12 +57,14 @@ class Settings:
             state_path = _resolve(base, config.gateway.state_file)
         else:
             state_path = user_dir("state") / STATE_FILE_NAME
+        responses_db = config.gateway.responses_db
         return cls(
             config=config,
             models=models,
             config_path=path,
             models_path=models_path,
             state_path=state_path,
+            responses_path=_resolve(base, responses_db) if responses_db else None,
         )
 
     def resolve_alias(self, name: str, known: Callable[[str], bool] = lambda _: False) -> str:

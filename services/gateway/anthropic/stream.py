@@ -26,7 +26,7 @@ usage chunk that follows it (the request asks for ``include_usage``), or for
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -34,6 +34,13 @@ from cortex.common import anthropic as a
 from cortex.common import openai as o
 from cortex.common.errors import CortexError, anthropic_error
 from cortex.common.sse import SSEDecoder, comment, encode_json
+from cortex.services.gateway.chat_stream import (
+    UpstreamCall,
+    interleaved_calls,
+    not_a_chunk,
+    track_call,
+    unreadable_chunk,
+)
 
 from .errors import error_from_openai
 from .names import ToolNameMap
@@ -54,21 +61,10 @@ def error_event(error: CortexError) -> bytes:
 
 
 @dataclass(slots=True)
-class _ToolCall:
-    """One upstream tool call (by its OpenAI ``index``) and the block it became."""
-
-    id: str | None
-    name: str | None
-    block: int | None = None
-    pending_arguments: list[str] = field(default_factory=list)
-    sent_arguments: bool = False
-
-
-@dataclass(slots=True)
 class _Block:
     index: int
     kind: str  # "thinking" | "text" | "tool_use"
-    call: _ToolCall | None = None
+    call: UpstreamCall | None = None
 
 
 class StreamTranslator:
@@ -101,7 +97,7 @@ class StreamTranslator:
         self._open: _Block | None = None
         self._next_index = 0
         self._held_whitespace = ""
-        self._calls: dict[int, _ToolCall] = {}
+        self._calls: dict[int, UpstreamCall] = {}
         self._has_tool_use = False
         self._content_chunks = 0
         self._finish_reason: str | None = None
@@ -158,7 +154,7 @@ class StreamTranslator:
             try:
                 chunk = msgspec.convert(chunk, o.ChatCompletionChunk)
             except msgspec.ValidationError as exc:
-                return self.error(_unreadable(str(exc)))
+                return self.error(unreadable_chunk(str(exc)))
         return b"".join(self._on_chunk(chunk))
 
     def feed_bytes(self, data: bytes) -> bytes:
@@ -175,7 +171,7 @@ class StreamTranslator:
             try:
                 chunk = _chunk_decoder.decode(payload)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                out.append(self._undecodable(payload, exc))
+                out.append(self.error(not_a_chunk(payload, exc)))
                 continue
             out.extend(self._on_chunk(chunk))
         return b"".join(out)
@@ -248,25 +244,16 @@ class StreamTranslator:
         out.append(self._delta(a.TextDelta(text)))
 
     def _tool_call(self, delta: o.ToolCallDelta, out: list[bytes]) -> None:
-        function = delta.function
-        call = self._calls.get(delta.index)
-        if call is None or (delta.id and call.id and delta.id != call.id):
-            # A new call (some servers reuse index 0 for every call, with new ids).
-            call = _ToolCall(id=delta.id, name=function.name if function else None)
-            self._calls[delta.index] = call
-        else:
-            call.id = call.id or delta.id
-            if function is not None and function.name and not call.name:
-                call.name = function.name
-        arguments = function.arguments if function is not None else None
-        if call.block is None:
+        call = track_call(self._calls, delta)
+        arguments = delta.function.arguments if delta.function is not None else None
+        if call.opened is None:
             if arguments:
-                call.pending_arguments.append(arguments)
+                call.pending.append(arguments)
             if call.name is None:
                 return  # the name opens the block: wait for it
             self._begin("tool_use", out, call)
-            arguments = "".join(call.pending_arguments)
-            call.pending_arguments.clear()
+            arguments = "".join(call.pending)
+            call.pending.clear()
         elif self._open is None or self._open.call is not call:
             if arguments:
                 out.append(self.error(_INTERLEAVED))
@@ -277,7 +264,7 @@ class StreamTranslator:
 
     # ------------------------------------------------------------------ blocks
 
-    def _begin(self, kind: str, out: list[bytes], call: _ToolCall | None = None) -> None:
+    def _begin(self, kind: str, out: list[bytes], call: UpstreamCall | None = None) -> None:
         self._close(out)
         index = self._next_index
         self._next_index += 1
@@ -289,7 +276,7 @@ class StreamTranslator:
         else:
             assert call is not None and call.name is not None
             call.id = call.id or new_tool_use_id()
-            call.block = index
+            call.opened = index
             self._has_tool_use = True
             block = a.ToolUseBlock(id=call.id, name=self._names.to_anthropic(call.name), input={})
         self._open = _Block(index, kind, call)
@@ -360,21 +347,8 @@ class StreamTranslator:
         self._done = True
         return b"".join(out)
 
-    def _undecodable(self, payload: str, exc: Exception) -> bytes:
-        try:
-            body = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
-            body = None
-        if isinstance(body, dict) and "error" in body:
-            return self.error(error_from_openai(None, body))
-        return self.error(_unreadable(str(exc)))
 
-
-_INTERLEAVED = CortexError(
-    502,
-    "The upstream model server interleaved the arguments of two tool calls, which an "
-    "Anthropic stream cannot carry; retry the request.",
-)
+_INTERLEAVED = interleaved_calls("an Anthropic")
 
 
 def _prompt_tokens(chunk: o.ChatCompletionChunk, usage: o.Usage | None) -> int:
@@ -383,9 +357,3 @@ def _prompt_tokens(chunk: o.ChatCompletionChunk, usage: o.Usage | None) -> int:
     if isinstance(chunk.timings, o.Timings):
         return chunk.timings.prompt_tokens
     return 0
-
-
-def _unreadable(detail: str) -> CortexError:
-    return CortexError(
-        502, f"The upstream model server sent a stream chunk cortex cannot read: {detail}"
-    )
