@@ -278,12 +278,9 @@ class CompletionTokensDetails(msgspec.Struct):
     reasoning_tokens: int = 0
 
 
-class ChatUsage(msgspec.Struct):
+class ChatUsage(o.Usage):
     """A neuron's chat usage with the details Responses reports (when it sends them)."""
 
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 

@@ -28,6 +28,7 @@ translation (``anthropic/stream.py``). An upstream that ends without a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -284,23 +285,23 @@ class ResponseStream:
         self._open = None
         status = item_status(status_for(self._finish_reason)[0])
         text = "".join(item.text)
-        ids = {"item_id": item.id, "output_index": item.index}
+        at: dict[str, Any] = {"item_id": item.id, "output_index": item.index}
         done: r.OutputItem
         if item.kind == "reasoning":
-            part = r.SummaryText(text)
-            out.append(self._event(r.ReasoningSummaryTextDone(**ids, summary_index=0, text=text)))
-            out.append(self._event(r.ReasoningSummaryPartDone(**ids, summary_index=0, part=part)))
+            summary = r.SummaryText(text)
+            out.append(self._event(r.ReasoningSummaryTextDone(**at, summary_index=0, text=text)))
+            out.append(self._event(r.ReasoningSummaryPartDone(**at, summary_index=0, part=summary)))
             done = reasoning_item(item.id, text)
         elif item.kind == "message":
-            out.append(self._event(r.OutputTextDone(**ids, content_index=0, text=text)))
-            part = r.OutputText(text=text)  # type: ignore[assignment]
-            out.append(self._event(r.ContentPartDone(**ids, content_index=0, part=part)))
+            out.append(self._event(r.OutputTextDone(**at, content_index=0, text=text)))
+            part = r.OutputText(text=text)
+            out.append(self._event(r.ContentPartDone(**at, content_index=0, part=part)))
             done = message_item(item.id, text, status)
         else:
             done = self._call_item(item, status)
             out.append(
                 self._event(
-                    r.FunctionCallArgumentsDone(**ids, arguments=done.arguments, name=done.name)
+                    r.FunctionCallArgumentsDone(**at, arguments=done.arguments, name=done.name)
                 )
             )
         self._output[item.index] = done
