@@ -1,13 +1,13 @@
 """The proxy's HTTP/1.1 client to a neuron: keep-alive connections, httptools parsing.
 
-Why not httpx here (it serves every control call): measured on the development
-machine, an httpx request/response cost ~2.6 ms of CPU and httpcore alone ~1.9 ms
-where a plain asyncio exchange cost ~0.9 ms, and each relayed chunk passed through
-about eight layers of async generators. The proxy path only ever sends one POST with
-a bytes body to a uvicorn server and reads a content-length or chunked answer, so this
-module does just that: an :class:`asyncio.Protocol` per connection, llhttp (via
-httptools, the parser uvicorn uses) to de-chunk the body, and a LIFO stack of idle
-connections per neuron.
+Why not httpx here (it serves every control call): streaming the same completions,
+httpx costs about 7x the CPU of this client (4.9 vs 0.6 ms a 32-chunk stream; run
+``tests/benchmarks/bench_upstream_client.py``, figures in BENCHMARKS.md), each relayed
+chunk passing through about eight layers of async generators. The proxy path only ever
+sends one POST with a bytes body to a uvicorn server and reads a content-length or
+chunked answer, so this module does just that: an :class:`asyncio.Protocol` per
+connection, llhttp (via httptools, the parser uvicorn uses) to de-chunk the body, and a
+LIFO stack of idle connections per neuron.
 
 Behaviour the proxy relies on:
 
