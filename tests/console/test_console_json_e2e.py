@@ -40,7 +40,7 @@ def test_status(fleet):
     assert status["neurons"] == {"up": 1, "total": 1}
     assert status["devices"] == {"gpus": 0, "cpus": 1}
     assert status["ram"]["total"] > status["ram"]["used"] > 0
-    assert status["models"] == {"loaded": 0, "loading": 0, "failed": 0, "catalogue": 2}
+    assert status["models"] == {"loaded": 0, "loading": 0, "failed": 0, "catalogue": 3}
 
 
 def test_nodes(fleet):
@@ -56,7 +56,7 @@ def test_nodes(fleet):
 def test_models(fleet):
     rc, models, _ = console_json(fleet, "models")
     assert rc == 0
-    assert sorted(m["id"] for m in models) == ["demo-small", "demo-tiny"]
+    assert sorted(m["id"] for m in models) == ["demo-long", "demo-small", "demo-tiny"]
     for model in models:
         assert model["available_on"] == ["local"]
         assert model["placements"] == []

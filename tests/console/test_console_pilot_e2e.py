@@ -54,7 +54,7 @@ async def test_the_fleet_appears(fleet):
         assert app.state.connection.status == "connected"
         assert app.nodes.row_keys == ["n:local", "d:local:cpu"]
         assert app.nodes.get_cell("n:local", "status").plain == "● up"
-        assert sorted(app.state.catalogue) == ["demo-small", "demo-tiny"]
+        assert sorted(app.state.catalogue) == ["demo-long", "demo-small", "demo-tiny"]
         header = str(app.query_one("#header").render())
         assert "● connected" in header and "neurons 1/1 up" in header and "1 CPU" in header
         assert app.models.row_keys == []

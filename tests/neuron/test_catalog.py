@@ -75,7 +75,7 @@ def test_resolve_by_id_or_path_and_a_clear_error_otherwise(tmp_path, demo_models
     assert catalog.resolve("demo-tiny")[0] == "demo-tiny"
     model_id, path = catalog.resolve(str(demo_models.small))
     assert (model_id, path) == ("demo-small", demo_models.small)
-    with pytest.raises(ModelInspectionError, match="available: demo-small, demo-tiny"):
+    with pytest.raises(ModelInspectionError, match="available: demo-long, demo-small, demo-tiny"):
         catalog.resolve("nope")
     with pytest.raises(ModelInspectionError, match="does not exist"):
         catalog.resolve(str(tmp_path / "missing"))
