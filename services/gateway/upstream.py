@@ -12,8 +12,10 @@ LIFO stack of idle connections per neuron.
 Behaviour the proxy relies on:
 
 * connect timeout short, read timeout long (a cold load or a long prefill is silent);
-* a connection the neuron closed while idle is detected on reuse and the request is
-  sent once more on a fresh connection (it never reached the neuron);
+* a connection the neuron closed while idle is detected before reuse and dropped, so the
+  request goes out on a fresh connection; once a request has been written it is never
+  sent again by the pool (an inference request is not idempotent: it may have reached
+  the neuron), whatever happens next;
 * failing to connect, or the neuron dropping the connection before the response head,
   raises :class:`UpstreamUnreachable` (retry on another neuron);
 * losing the connection mid-body raises :class:`UpstreamBroken`;
@@ -223,6 +225,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.close()
         self.lost = True
+        self.pool._busy.discard(self)
 
     @property
     def usable(self) -> bool:
@@ -243,7 +246,6 @@ class _Connection(asyncio.Protocol):
             self.idle_since = time.monotonic()
             self.pool._give_back(self)
         else:
-            self.pool._busy.discard(self)
             self.close()
 
 
@@ -320,32 +322,22 @@ class UpstreamPool:
         data = self._encode(method, path, headers, body)
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-        connection = self._take()
-        reused = connection is not None
-        while True:
-            if connection is None:
-                connection = await self._connect()
-            response = connection.start(data)
-            self._busy.add(connection)
-            try:
-                async with asyncio.timeout(self.read_timeout):
-                    await response._head
-            except UpstreamUnreachable:
-                connection.close()
-                if not reused:
-                    raise
-                connection, reused = None, False  # stale keep-alive: once more, fresh
-                continue
-            except TimeoutError:
-                connection.close()
-                raise UpstreamTimeout(
-                    f"no answer from the neuron within {self.read_timeout:.0f}s "
-                    "(gateway.read_timeout_s)"
-                ) from None
-            except BaseException:
-                connection.close()
-                raise
-            return response
+        connection = self._take() or await self._connect()
+        response = connection.start(data)
+        self._busy.add(connection)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await response._head
+        except TimeoutError:
+            connection.close()
+            raise UpstreamTimeout(
+                f"no answer from the neuron within {self.read_timeout:.0f}s "
+                "(gateway.read_timeout_s)"
+            ) from None
+        except BaseException:
+            connection.close()
+            raise
+        return response
 
     async def _watch(self) -> None:
         interval = min(5.0, self.read_timeout / 4)
