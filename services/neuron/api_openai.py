@@ -32,7 +32,7 @@ from cortex.services.neuron.http_support import request_id
 from cortex.services.neuron.manager import ModelManager
 from cortex.services.neuron.pipeline import project
 from cortex.services.neuron.pipeline.events import Finish
-from cortex.services.neuron.requests import Endpoint, RequestHandle, new_request_id
+from cortex.services.neuron.requests import Endpoint, RequestHandle
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -108,10 +108,7 @@ async def _generate(
     arrived = time.monotonic()
     body = await request.body()
     runtime = manager.runtime_for(model)
-    rid = request_id(request)
-    if rid in runtime.handles:
-        rid = new_request_id()
-    handle = runtime.admit(endpoint, rid, arrived)
+    handle = runtime.admit(endpoint, request_id(request), arrived)
     await handle.start(body)
     created = now()
     cid = completion_id("chatcmpl" if endpoint == "chat" else "cmpl")

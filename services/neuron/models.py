@@ -57,7 +57,7 @@ class ModelRuntime:
         self.rate = RollingRate()
         self.started_monotonic = time.monotonic()
         self.outstanding = 0  # accepted and not finished (queued + running)
-        self.handles: dict[str, RequestHandle] = {}
+        self.handles: dict[str, RequestHandle] = {}  # by job id
         self._changed = changed
         self._finished = finished
         self._tokens = tokens
@@ -109,12 +109,12 @@ class ModelRuntime:
             )
         self.outstanding += 1  # reserved now, so concurrent admissions see it
         handle = RequestHandle(self, endpoint, rid, arrived)
-        self.handles[rid] = handle
+        self.handles[handle.job] = handle
         return handle
 
     def release(self, handle: RequestHandle) -> None:
         """A handle that never got accepted (rejected, worker gone)."""
-        if self.handles.pop(handle.rid, None) is not None:
+        if self.handles.pop(handle.job, None) is not None:
             self.outstanding -= 1
 
     # callbacks from RequestHandle ----------------------------------------------
@@ -135,7 +135,7 @@ class ModelRuntime:
         self._changed(self, False)
 
     def on_finished(self, handle: RequestHandle) -> None:
-        if self.handles.pop(handle.rid, None) is None:
+        if self.handles.pop(handle.job, None) is None:
             return
         self.outstanding -= 1
         if handle.running:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
@@ -31,15 +31,24 @@ log = logging.getLogger("cortex.neuron.requests")
 Endpoint = Literal["chat", "completions"]
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+_job_numbers = itertools.count(1)
+
+
+def new_job_id() -> str:
+    """The supervisor's own id for a worker job, unique for the daemon's life.
+
+    Frames to and from a worker are keyed by it, never by the client's ``x-request-id``:
+    a retry may reuse that while the cancelled job it replaces still runs.
+    """
+    return f"job-{next(_job_numbers)}"
 
 
 class RequestHandle:
     def __init__(self, runtime: ModelRuntime, endpoint: Endpoint, rid: str, arrived: float) -> None:
         self.runtime = runtime
         self.endpoint = endpoint
-        self.rid = rid
+        self.rid = rid  # the client's request id, for logs and stats
+        self.job = new_job_id()
         self.arrived = arrived  # time.monotonic() when the HTTP request came in
         self.prompt_tokens = 0
         self.max_tokens = 0
@@ -84,17 +93,17 @@ class RequestHandle:
         if worker is None or not worker.alive:
             raise self.runtime.unavailable()
         try:
-            self._queue = worker.open(self.rid)
-            worker.send(p.Generate(rid=self.rid, endpoint=self.endpoint, body=body))
+            self._queue = worker.open(self.job)
+            worker.send(p.Generate(rid=self.job, endpoint=self.endpoint, body=body))
         except WorkerGone:
             raise self.runtime.unavailable() from None
         try:
             return await self._queue.get()
         except asyncio.CancelledError:
             # The client left before the worker answered: it may still queue the job.
-            worker.forget(self.rid)
+            worker.forget(self.job)
             with contextlib.suppress(WorkerGone):
-                worker.send(p.Cancel(rid=self.rid))
+                worker.send(p.Cancel(rid=self.job))
             raise
 
     # ------------------------------------------------------------------ events
@@ -154,10 +163,10 @@ class RequestHandle:
         self._closed = True
         worker = self.runtime.worker
         if worker is not None:
-            worker.forget(self.rid)
+            worker.forget(self.job)
             with contextlib.suppress(WorkerGone):
-                worker.send(p.Cancel(rid=self.rid))
-        self.finish = self._finish(p.Done(rid=self.rid, reason="cancelled"))
+                worker.send(p.Cancel(rid=self.job))
+        self.finish = self._finish(p.Done(rid=self.job, reason="cancelled"))
         self.runtime.on_finished(self)
 
     async def collect(self) -> list[InferenceEvent]:

@@ -9,6 +9,9 @@ template, tokenises and checks the context itself, answering ``Accepted`` or
 ``Rejected`` at once (its reader thread does this while the engine thread generates),
 so errors come back before the HTTP response starts and the supervisor never needs the
 tokenizer or torch.
+
+Every ``rid`` field is the supervisor's job id (``requests.new_job_id``), unique for the
+daemon's life; a client's ``x-request-id`` never keys a frame.
 """
 
 from __future__ import annotations
