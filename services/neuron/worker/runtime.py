@@ -1,8 +1,9 @@
 """The worker process: load one model, then serve requests from the supervisor's pipe.
 
-Two threads. The reader (main thread) decodes frames from stdin: it prepares requests
-at once (validation, template, tokenising, context check) and queues them, answers
-tokenize calls, and marks cancellations. The engine thread alone touches the engine:
+Three threads. The reader (main thread) decodes frames from stdin and applies
+cancellations at once; a preparing thread (``intake``) validates requests, renders the
+template, tokenises, checks the context and queues them, and answers tokenize calls.
+The engine thread alone touches the engine:
 it admits queued jobs FIFO up to the engine's concurrency, steps the engine, pushes each
 new token id through the job's token pipeline and writes the events back. A pipe EOF
 (the supervisor died or unloads) ends the process, which is what returns its memory.
@@ -282,48 +283,13 @@ def serve(stdin: Reader, out: FrameWriter, warm: bool) -> int:
     loop = EngineLoop(engine, factory, out, caps.max_concurrency)
     thread = threading.Thread(target=loop.run, name="engine", daemon=True)
     thread.start()
+    from cortex.services.neuron.worker.intake import read_requests
+
     read_requests(stdin, out, loop, factory)
     loop.stop()
     thread.join(timeout=5)
     engine.close()
     return 0
-
-
-def read_requests(stdin: Reader, out: FrameWriter, loop: EngineLoop, factory) -> None:
-    from cortex.services.neuron.worker.prepare import error_fields
-
-    while True:
-        message = read_frame(stdin)
-        if message is None or isinstance(message, p.Shutdown):
-            return
-        if isinstance(message, p.Cancel):
-            loop.cancel(message.rid)
-        elif isinstance(message, p.Generate):
-            try:
-                if message.endpoint == "chat":
-                    job = factory.chat(message.rid, message.body)
-                else:
-                    job = factory.completion(message.rid, message.body)
-            except Exception as exc:
-                out.send(p.Rejected(rid=message.rid, **error_fields(exc)))
-                continue
-            out.send(
-                p.Accepted(
-                    rid=job.rid, prompt_tokens=job.prompt_tokens, max_tokens=job.seq.max_new_tokens
-                )
-            )
-            loop.submit(job)
-        elif isinstance(message, p.Tokenize):
-            try:
-                ids = factory.tokenize(message.body)
-            except Exception as exc:
-                out.send(p.Rejected(rid=message.rid, **error_fields(exc)))
-                continue
-            out.send(
-                p.Tokenized(
-                    rid=message.rid, count=len(ids), max_seq_len=factory.max_seq_len, ids=ids
-                )
-            )
 
 
 def main(argv: list[str] | None = None) -> int:
