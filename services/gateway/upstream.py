@@ -131,11 +131,17 @@ class UpstreamResponse:
     async def aread(self) -> bytes:
         return b"".join([piece async for piece in self.aiter_raw()])
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Done with it; closing before the body is complete drops the connection (which
+        is how the neuron learns that the client left). Never waits, so it is safe while
+        the caller is being cancelled."""
         if self._closed:
             return
         self._closed = True
         self._connection.release(reusable=self.complete and self._error is None)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class _Connection(asyncio.Protocol):
