@@ -163,6 +163,9 @@ class NeuronPool:
     async def unload(self, neuron: str, model: str) -> None:
         await self.clients[neuron].unload(model)
 
+    def abort(self, neuron: str, reason: str) -> None:
+        self.clients[neuron].upstream.abort(reason)
+
     async def aclose(self) -> None:
         for client in self.clients.values():
             await client.aclose()

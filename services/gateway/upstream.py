@@ -360,6 +360,17 @@ class UpstreamPool:
                     )
                     connection.close()
 
+    def abort(self, reason: str) -> None:
+        """Fail every request in progress: one still waiting for its head as unreachable
+        (nothing was answered: the proxy may retry it elsewhere), one mid-body as broken.
+        Their connections close, so the neuron cancels them if it ever reads again."""
+        for connection in list(self._busy):
+            response = connection.response
+            if response is not None:
+                pending = not response._head.done()
+                response._fail(UpstreamUnreachable(reason) if pending else UpstreamBroken(reason))
+            connection.close()
+
     def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
