@@ -490,6 +490,12 @@ async def fetch_whole(
     return data, neuron
 
 
+def _whole_events(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` split after its last complete SSE event: (whole events, the rest)."""
+    end = data.rfind(b"\n\n")
+    return (data[: end + 2], data[end + 2 :]) if end >= 0 else (b"", data)
+
+
 async def relay(
     gateway,
     upstream: Upstream,
@@ -508,12 +514,20 @@ async def relay(
     response, lease = upstream.response, upstream.lease
     assert response is not None and lease is not None
     status = 200
+    partial = b""  # an event not yet whole: held, so an error event never splices into it
     try:
         async for chunk in response.aiter_raw():
             meter.feed(chunk)
-            data = translate(chunk) if translate is not None else chunk
+            if translate is not None:
+                data = translate(chunk)
+            elif not partial and chunk.endswith(b"\n\n"):
+                data = chunk  # the usual case: the neuron writes whole events
+            else:
+                data, partial = _whole_events(partial + chunk)
             if data:
                 yield data
+        if meter.saw_done and partial:
+            yield partial
         if finish is not None:
             tail = finish()
             if tail:
