@@ -177,10 +177,15 @@ def _stop_list(stop: str | list[str] | None) -> list[str]:
 # --------------------------------------------------------------------------- response
 
 
+class PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int = 0  # of prompt_tokens, reused from the engine's prefix cache
+
+
 class Usage(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class Timings(msgspec.Struct, omit_defaults=True):

@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from cortex.common.config import NeuronSection
+from cortex.common.config import NeuronSection, parse_size
 from cortex.common.errors import CortexError
 from cortex.common.neuron import (
     AvailableEvent,
@@ -27,6 +27,7 @@ from cortex.common.neuron import (
     ModelFile,
     ModelRemovedEvent,
     NodeStatus,
+    PrefixCacheStatus,
     RequestEvent,
 )
 from cortex.services.neuron.backends import BackendChooser
@@ -194,6 +195,7 @@ class ModelManager:
         if concurrency < 1:
             raise CortexError(400, "max_concurrency must be >= 1.", param="max_concurrency")
         cache_type = request.cache_type or self.settings.default_cache_type
+        prefix_cache = self._prefix_cache_bytes(request.prefix_cache)
         info = LoadedModel(
             id=model_id,
             state="loading",
@@ -224,11 +226,20 @@ class ModelManager:
             cache_type=cache_type,
             max_concurrency=concurrency,
             cpu_threads=self.settings.cpu_threads,
+            batching=request.batching or self.settings.batching,
+            prefix_cache_bytes=prefix_cache,
         )
         task = asyncio.create_task(self._load(runtime, load))
         self._load_tasks.add(task)
         task.add_done_callback(self._load_tasks.discard)
         return runtime
+
+    def _prefix_cache_bytes(self, requested: int | str | None) -> int:
+        value = self.settings.prefix_cache if requested is None else requested
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise CortexError(400, f"prefix_cache: {exc}", param="prefix_cache") from None
 
     def _devices_for(self, requested: list[str] | None, backend: str) -> list[str]:
         known = self.probe.known_ids()
@@ -283,6 +294,9 @@ class ModelManager:
         info.max_concurrency = loaded.max_concurrency
         info.devices = loaded.devices
         info.cache_type = loaded.cache_type or info.cache_type
+        info.batching = loaded.batching
+        if loaded.prefix_cache_bytes:
+            info.prefix_cache = PrefixCacheStatus(budget_bytes=loaded.prefix_cache_bytes)
         info.loaded_at = time.time()
         info.load_seconds = round(time.monotonic() - started, 3)
         info.progress = LoadProgress(stage="loaded", done=1, total=1)

@@ -57,6 +57,7 @@ class RequestHandle:
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
         self.finish: Finish | None = None
+        self.engine_figures: dict[str, int] = {}  # the worker's engine counters at the end
         self._queue: asyncio.Queue | None = None
         self._running = False
         self._closed = False
@@ -138,6 +139,7 @@ class RequestHandle:
                             self._count_tokens(message.tokens)
                         batch.extend(message.events)
                     elif isinstance(message, p.Done):
+                        self.engine_figures = message.engine
                         self.finish = self._finish(message)
                         self._closed = True
                         self.runtime.on_finished(self)
@@ -203,6 +205,7 @@ class RequestHandle:
             reason=done.reason,  # type: ignore[arg-type]
             prompt_tokens=self.prompt_tokens,
             completion_tokens=max(self.completion_tokens, done.completion_tokens),
+            cached_tokens=done.cached_tokens,
             queue_ms=queue_ms,
             ttft_ms=ttft,
             prefill_tokens_per_s=prefill,

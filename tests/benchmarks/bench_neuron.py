@@ -53,7 +53,8 @@ def in_process_rate(engine, factory, body: dict) -> tuple[float, int]:
     engine.add(job.seq)
     first = last = None
     tokens = 0
-    while engine.active:
+    running = True
+    while running:
         for output in engine.step():
             for token in output.token_ids:
                 job.pipeline.push(token)
@@ -62,6 +63,7 @@ def in_process_rate(engine, factory, body: dict) -> tuple[float, int]:
                 first = first or now
                 last = now
                 tokens += len(output.token_ids)
+            running = output.finished is None
     job.pipeline.close()
     return (tokens - 1) / (last - first), tokens
 

@@ -30,8 +30,6 @@ class Job:
     pipeline: Any  # decode.TokenPipeline
     prompt_tokens: int
     completion_tokens: int = 0
-    cancelled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
     # Output not yet sent to the supervisor, and when output was last sent.
     held_events: list = field(default_factory=list)
     held_tokens: int = 0

@@ -39,6 +39,8 @@ class Load(msgspec.Struct, tag="load"):
     cache_type: str = "fp16"
     max_concurrency: int = 1
     cpu_threads: int = 0
+    batching: str = "continuous"
+    prefix_cache_bytes: int = 0
 
 
 class Generate(msgspec.Struct, tag="generate"):
@@ -85,6 +87,8 @@ class Loaded(msgspec.Struct, tag="loaded"):
     cache_type: str | None = None
     memory: dict[str, int] = {}
     notes: list[str] = []
+    batching: str | None = None
+    prefix_cache_bytes: int = 0
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed"):
@@ -125,6 +129,8 @@ class Done(msgspec.Struct, tag="done"):
     completion_tokens: int = 0
     stop_sequence: str | None = None
     error: str | None = None
+    cached_tokens: int = 0  # of prompt_tokens, reused from the engine's prefix cache
+    engine: dict[str, int] = {}  # the engine's counters after this request (forwards, cache)
 
 
 class Tokenized(msgspec.Struct, tag="tokenized"):

@@ -64,9 +64,8 @@ def read_frame(stream: Reader) -> p.ToWorker | None:
 class EngineLoop:
     """The engine thread: FIFO admission, stepping, decoding, sending."""
 
-    def __init__(self, engine, factory, out: FrameWriter, max_concurrency: int) -> None:
+    def __init__(self, engine, out: FrameWriter, max_concurrency: int) -> None:
         self.engine = engine
-        self.factory = factory
         self.out = out
         self.max_concurrency = max_concurrency
         self.pending: collections.deque = collections.deque()
@@ -155,26 +154,41 @@ class EngineLoop:
             job = self.running.get(output.seq_id)
             if job is None:
                 continue
-            events = []
-            used = 0
-            for token in output.token_ids:
-                used += 1
-                events.extend(job.pipeline.push(token))
-                if job.pipeline.stopped:
-                    break
-            job.completion_tokens += used
-            ended = output.finished is not None or job.pipeline.stopped
-            if ended:
-                events.extend(job.pipeline.close())
-                if output.finished is None:
-                    self.engine.cancel(job.rid)
-            job.held_events.extend(events)
-            job.held_tokens += used
-            self._send_output(job, force=ended)
-            if ended:
-                del self.running[job.rid]
-                reason = job.pipeline.finish_reason(output.finished or "stop")
-                self._finish(job, reason)
+            try:
+                self._take(job, output)
+            except Exception as exc:
+                # Decoding this job's tokens failed: it ends, the others run on.
+                log.exception("decoding %s failed", job.rid)
+                self.engine.cancel(job.rid)
+                self.running.pop(job.rid, None)
+                self._finish(job, "error", f"{type(exc).__name__}: {exc}")
+
+    def _take(self, job, output) -> None:
+        """One step's output for a job: decode it, hold or send it, finish the job."""
+        if output.finished == "error":
+            del self.running[job.rid]
+            self._send_output(job, force=True)
+            self._finish(job, "error", output.error or "generation failed")
+            return
+        events = []
+        used = 0
+        for token in output.token_ids:
+            used += 1
+            events.extend(job.pipeline.push(token))
+            if job.pipeline.stopped:
+                break
+        job.completion_tokens += used
+        ended = output.finished is not None or job.pipeline.stopped
+        if ended:
+            events.extend(job.pipeline.close())
+            if output.finished is None:
+                self.engine.cancel(job.rid)
+        job.held_events.extend(events)
+        job.held_tokens += used
+        self._send_output(job, force=ended)
+        if ended:
+            del self.running[job.rid]
+            self._finish(job, job.pipeline.finish_reason(output.finished or "stop"))
 
     def _send_output(self, job, force: bool) -> None:
         """Send a job's held output, at most every SEND_INTERVAL_S unless ``force``.
@@ -199,8 +213,14 @@ class EngineLoop:
                 completion_tokens=job.completion_tokens,
                 stop_sequence=job.pipeline.matched_stop,
                 error=error,
+                cached_tokens=job.seq.cached_tokens,
+                engine=self._figures(),
             )
         )
+
+    def _figures(self) -> dict[str, int]:
+        figures = getattr(self.engine, "figures", None)
+        return figures() if figures is not None else {}
 
 
 def build_engine(load: p.Load):
@@ -213,6 +233,8 @@ def build_engine(load: p.Load):
         cache_type=load.cache_type,
         max_concurrency=load.max_concurrency,
         cpu_threads=load.cpu_threads,
+        batching=load.batching,
+        prefix_cache_bytes=load.prefix_cache_bytes,
     )
     if load.backend == "exllamav2":
         from cortex.services.neuron.engines.exllamav2_engine import ExLlamaV2Engine
@@ -275,12 +297,14 @@ def serve(stdin: Reader, out: FrameWriter, warm: bool) -> int:
             cache_type=caps.cache_type,
             memory=engine.memory(),
             notes=caps.notes,
+            batching=caps.batching,
+            prefix_cache_bytes=caps.prefix_cache_bytes,
         )
     )
     log.info(
         "loaded %s in %.2fs (%s)", message.model_id, time.monotonic() - started, message.backend
     )
-    loop = EngineLoop(engine, factory, out, caps.max_concurrency)
+    loop = EngineLoop(engine, out, caps.max_concurrency)
     thread = threading.Thread(target=loop.run, name="engine", daemon=True)
     thread.start()
     from cortex.services.neuron.worker.intake import read_requests
