@@ -173,6 +173,7 @@ class RequestStats(msgspec.Struct, omit_defaults=True):
     endpoint: str  # "chat" | "completions"
     status: Literal["ok", "error", "cancelled"]
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, reused from the engine's prefix cache
     completion_tokens: int = 0
     queue_ms: float = 0.0
     ttft_ms: float | None = None

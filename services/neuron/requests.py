@@ -230,6 +230,7 @@ class RequestHandle:
             endpoint=self.endpoint,
             status=status,  # type: ignore[arg-type]
             prompt_tokens=finish.prompt_tokens,
+            cached_tokens=finish.cached_tokens,
             completion_tokens=finish.completion_tokens,
             queue_ms=round(finish.queue_ms, 3),
             ttft_ms=None if finish.ttft_ms is None else round(finish.ttft_ms, 3),
