@@ -8,8 +8,8 @@ between any two tokens.
 Two ways to share the model between sequences (the ``batching`` option):
 
 - ``continuous`` (default): each :meth:`TransformersEngine.step` decodes every running
-  sequence in one forward, then prefills one chunk of the oldest waiting prompt. The
-  chunk is sized so that it costs about one decode step (measured as it runs), so a long
+  sequence in one forward, then prefills waiting prompts, oldest first, within a token
+  budget sized so that it costs about one decode step (measured as it runs): a long
   prompt neither stalls the running streams nor waits for them to end. Batching changes
   the shapes of the matrix products, so logits differ from a lone run's in the last bits.
 - ``round_robin``: one forward per sequence per step, each exactly as it would run alone
@@ -178,9 +178,15 @@ class TransformersEngine:
             started = time.perf_counter()
             outputs.extend(self._decode(decoding))
             self._decode_s = _average(self._decode_s, time.perf_counter() - started)
-        waiting = next((r for r in self._running.values() if r.next_input is None), None)
-        if waiting is not None:
-            outputs.append(self._prefill(waiting, self._chunk_size(bool(decoding))))
+        # Then prompts, oldest first, within one step's token budget: short prompts that
+        # arrive together all start in this step; a long one goes on in the next.
+        budget = self._chunk_size(bool(decoding))
+        for run in [r for r in self._running.values() if r.next_input is None]:
+            if budget <= 0:
+                break
+            size = min(budget, len(run.seq.prompt_ids) - run.prefilled)
+            outputs.append(self._prefill(run, size))
+            budget -= size
         return outputs
 
     def _round_robin(self) -> list[StepOutput]:
