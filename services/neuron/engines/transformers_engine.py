@@ -9,7 +9,7 @@ Two ways to share the model between sequences (the ``batching`` option):
 
 - ``continuous`` (default): each :meth:`TransformersEngine.step` decodes every running
   sequence in one forward, then prefills waiting prompts, oldest first, within a token
-  budget sized so that it costs about one decode step (measured as it runs): a long
+  budget sized so that it costs half a decode step (measured as it runs): a long
   prompt neither stalls the running streams nor waits for them to end. Batching changes
   the shapes of the matrix products, so logits differ from a lone run's in the last bits.
 - ``round_robin``: one forward per sequence per step, each exactly as it would run alone
@@ -43,7 +43,10 @@ log = logging.getLogger("cortex.neuron.engine")
 
 PREFILL_CHUNK = 512  # most prompt tokens per forward
 MIN_PREFILL_CHUNK = 16  # fewest, however slow prefill is next to decoding
-FIRST_PREFILL_CHUNK = 64  # beside running streams, before prefill speed is measured
+FIRST_PREFILL_CHUNK = 32  # beside running streams, before prefill speed is measured
+# Prompt tokens a step prefills beside running streams cost about this share of a decode
+# step, so their inter-token gaps grow by about as much while a long prompt is admitted.
+PREFILL_SHARE = 0.5
 SMOOTHING = 0.2  # weight of the newest timing in the running averages
 
 
@@ -199,12 +202,12 @@ class TransformersEngine:
         return outputs
 
     def _chunk_size(self, beside_streams: bool) -> int:
-        """Prompt tokens for the next chunk: about one decode step's time beside streams."""
+        """Prompt tokens for this step: PREFILL_SHARE of a decode step's time beside streams."""
         if not beside_streams:
             return PREFILL_CHUNK
         if self._decode_s is None or self._prefill_token_s is None:
             return FIRST_PREFILL_CHUNK
-        fits = int(self._decode_s / self._prefill_token_s)
+        fits = int(PREFILL_SHARE * self._decode_s / self._prefill_token_s)
         return max(MIN_PREFILL_CHUNK, min(PREFILL_CHUNK, fits))
 
     def _decode(self, runs: list[_Running]) -> list[StepOutput]:
