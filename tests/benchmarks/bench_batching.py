@@ -2,6 +2,9 @@
 
 Run through ``bench_neuron.py --sweep`` (see its docstring). For each concurrency c:
 
+Each level alternates the two ``--rounds`` times; figures are medians, ``/raw`` the median
+of the paired rounds' ratios.
+
 - raw forward: the model's own transformers forward (sdpa attention, ``DynamicCache``)
   decoding c equal rows in this process, one token per row per forward: the ceiling.
 - neuron: c streaming chat requests at once against a real ``cortex-neuron``, each
@@ -187,12 +190,21 @@ def sweep(args) -> int:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
             base = None
             for c in levels:
-                raw = raw_forward_rate(model, c, steps=max(16, args.tokens // 2), context=24)
-                got = run_streams(neuron.url, body, c)
+                # Alternate the two, so background load hits both alike; medians.
+                raws, runs = [], []
+                for _ in range(args.rounds):
+                    steps = max(16, args.tokens // 2)
+                    raws.append(raw_forward_rate(model, c, steps=steps, context=24))
+                    runs.append(run_streams(neuron.url, body, c))
+                raw = statistics.median(raws)
+                paired = statistics.median(
+                    r["aggregate"] / w for r, w in zip(runs, raws, strict=True)
+                )
+                got = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                 base = base or got["aggregate"]
                 print(
                     f"{c:>3} {raw:>14.1f} {got['aggregate']:>13.1f} "
-                    f"{got['aggregate'] / raw:>6.2f} {got['aggregate'] / base:>6.2f} "
+                    f"{paired:>6.2f} {got['aggregate'] / base:>6.2f} "
                     f"{got['itl_p50']:>11.1f} {got['itl_p99']:>11.1f} {got['ttft_p50']:>12.1f}"
                 )
             vocab = tokenizer.get_vocab_size()

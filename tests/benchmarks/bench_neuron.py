@@ -3,7 +3,7 @@
     .venv/bin/python tests/benchmarks/bench_neuron.py [--size small] [--tokens 400]
         [--rounds 3] [--threads 1]
     .venv/bin/python tests/benchmarks/bench_neuron.py --sweep [--size small] [--tokens 128]
-        [--concurrency 1,2,4,8,16] [--batching continuous]
+        [--rounds 3] [--concurrency 1,2,4,8,16] [--batching continuous]
 
 With ``--sweep`` it measures batching instead (see ``bench_batching.py``): concurrent
 streams through a neuron next to the model's raw batched forward, and running streams'
