@@ -9,7 +9,8 @@ Two ways to share the model between sequences (the ``batching`` option):
 
 - ``continuous`` (default): each :meth:`TransformersEngine.step` decodes every running
   sequence in one forward, then prefills waiting prompts, oldest first, within a token
-  budget sized so that it costs half a decode step (measured as it runs): a long
+  budget sized so that it costs half a decode step (measured as it runs; more when more
+  sequences wait than run): a long
   prompt neither stalls the running streams nor waits for them to end. Batching changes
   the shapes of the matrix products, so logits differ from a lone run's in the last bits.
 - ``round_robin``: one forward per sequence per step, each exactly as it would run alone
@@ -183,8 +184,9 @@ class TransformersEngine:
             self._decode_s = _average(self._decode_s, time.perf_counter() - started)
         # Then prompts, oldest first, within one step's token budget: short prompts that
         # arrive together all start in this step; a long one goes on in the next.
-        budget = self._chunk_size(bool(decoding))
-        for run in [r for r in self._running.values() if r.next_input is None]:
+        waiting = [r for r in self._running.values() if r.next_input is None]
+        budget = self._prefill_budget(len(decoding), len(waiting))
+        for run in waiting:
             if budget <= 0:
                 break
             size = min(budget, len(run.seq.prompt_ids) - run.prefilled)
@@ -201,13 +203,19 @@ class TransformersEngine:
                 outputs.extend(self._decode([run]))
         return outputs
 
-    def _chunk_size(self, beside_streams: bool) -> int:
-        """Prompt tokens for this step: PREFILL_SHARE of a decode step's time beside streams."""
-        if not beside_streams:
+    def _prefill_budget(self, decoding: int, waiting: int) -> int:
+        """Prompt tokens for this step beside ``decoding`` streams.
+
+        PREFILL_SHARE of a decode step's time per step, times how many more sequences
+        wait than run: one long prompt slows eight streams by half, while a burst of new
+        requests beside a few streams is not starved of its first tokens.
+        """
+        if not decoding:
             return PREFILL_CHUNK
         if self._decode_s is None or self._prefill_token_s is None:
             return FIRST_PREFILL_CHUNK
-        fits = int(PREFILL_SHARE * self._decode_s / self._prefill_token_s)
+        share = PREFILL_SHARE * max(1.0, waiting / decoding)
+        fits = int(share * self._decode_s / self._prefill_token_s)
         return max(MIN_PREFILL_CHUNK, min(PREFILL_CHUNK, fits))
 
     def _decode(self, runs: list[_Running]) -> list[StepOutput]:
