@@ -43,8 +43,9 @@ from cortex.services.neuron.engines.prefix import PrefixCache
 log = logging.getLogger("cortex.neuron.engine")
 
 PREFILL_CHUNK = 512  # most prompt tokens per forward
-MIN_PREFILL_CHUNK = 16  # fewest, however slow prefill is next to decoding
-FIRST_PREFILL_CHUNK = 32  # beside running streams, before prefill speed is measured
+# Fewest beside running streams (also before prefill speed is measured). On a CPU a
+# forward's cost grows with its tokens: 16 prompt tokens cost two decode steps of 8 rows.
+MIN_PREFILL_CHUNK = 4
 # Prompt tokens a step prefills beside running streams cost about this share of a decode
 # step, so their inter-token gaps grow by about as much while a long prompt is admitted.
 PREFILL_SHARE = 0.5
@@ -213,7 +214,7 @@ class TransformersEngine:
         if not decoding:
             return PREFILL_CHUNK
         if self._decode_s is None or self._prefill_token_s is None:
-            return FIRST_PREFILL_CHUNK
+            return MIN_PREFILL_CHUNK
         share = PREFILL_SHARE * max(1.0, waiting / decoding)
         fits = int(share * self._decode_s / self._prefill_token_s)
         return max(MIN_PREFILL_CHUNK, min(PREFILL_CHUNK, fits))
