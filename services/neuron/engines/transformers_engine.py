@@ -43,9 +43,10 @@ from cortex.services.neuron.engines.prefix import PrefixCache
 log = logging.getLogger("cortex.neuron.engine")
 
 PREFILL_CHUNK = 512  # most prompt tokens per forward
+SHORT_PROMPT = 64  # prompts (or rests of prompts) this short are prefilled whole at once
 # Fewest beside running streams (also before prefill speed is measured). On a CPU a
-# forward's cost grows with its tokens: 16 prompt tokens cost two decode steps of 8 rows.
-MIN_PREFILL_CHUNK = 4
+# forward costs its fixed overhead too: fewer tokens than this admit a long prompt too slowly.
+MIN_PREFILL_CHUNK = 16
 # Prompt tokens a step prefills beside running streams cost about this share of a decode
 # step, so their inter-token gaps grow by about as much while a long prompt is admitted.
 PREFILL_SHARE = 0.5
@@ -188,11 +189,12 @@ class TransformersEngine:
         waiting = [r for r in self._running.values() if r.next_input is None]
         budget = self._prefill_budget(len(decoding), len(waiting))
         for run in waiting:
-            if budget <= 0:
-                break
-            size = min(budget, len(run.seq.prompt_ids) - run.prefilled)
-            outputs.append(self._prefill(run, size))
-            budget -= size
+            rest = len(run.seq.prompt_ids) - run.prefilled
+            if rest <= SHORT_PROMPT:
+                outputs.append(self._prefill(run, rest))  # a short prompt starts at once
+            elif budget > 0:
+                outputs.append(self._prefill(run, min(budget, rest)))
+                budget -= min(budget, rest)
         return outputs
 
     def _round_robin(self) -> list[StepOutput]:
