@@ -224,7 +224,8 @@ class TransformersEngine:
     def _decode(self, runs: list[_Running]) -> list[StepOutput]:
         lengths = [r.cache.length for r in runs]
         try:
-            logits = self._forward([[r.next_input] for r in runs], lengths, [r.cache for r in runs])
+            inputs = [[r.next_input] for r in runs if r.next_input is not None]
+            logits = self._forward(inputs, lengths, [r.cache for r in runs])
         except Exception as exc:
             for run, length in zip(runs, lengths, strict=True):
                 run.cache.truncate(length)
