@@ -38,7 +38,7 @@ from cortex.services.neuron.metrics import NeuronMetrics
 from cortex.services.neuron.models import ModelRuntime
 from cortex.services.neuron.requests import RequestHandle
 from cortex.services.neuron.worker import protocol as p
-from cortex.services.neuron.worker.process import LoadError, WorkerProcess
+from cortex.services.neuron.worker.process import LoadError, WorkerProcess, load_env
 
 log = logging.getLogger("cortex.neuron")
 
@@ -267,7 +267,7 @@ class ModelManager:
         worker: WorkerProcess | None = None
         try:
             runtime.set_progress(LoadProgress(stage="starting"))
-            worker = await self._take_worker()
+            worker = await self.worker_for(load)
             runtime.worker = worker
             runtime.info.pid = worker.pid
             worker.on_exit = lambda w, rt=runtime: self._worker_exited(rt, w)
@@ -339,7 +339,12 @@ class ModelManager:
 
     # ------------------------------------------------------------------ workers
 
-    async def _take_worker(self) -> WorkerProcess:
+    async def worker_for(self, load: p.Load) -> WorkerProcess:
+        """A worker for this load: the prewarmed spare, or a fresh one when the load
+        needs its own environment (see ``load_env``)."""
+        extra = load_env(load)
+        if extra:
+            return await WorkerProcess.spawn(prewarm=True, env={**self._worker_env(), **extra})
         spare = self._spare
         if self._spare_task is not None and not self._spare_task.done():
             with contextlib.suppress(Exception):
