@@ -138,8 +138,10 @@ class Run:
     def __init__(self, out: Path, budget_s: float) -> None:
         self.out = out
         self.deadline = time.monotonic() + budget_s
-        self.results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
         out.mkdir(parents=True, exist_ok=True)
+        saved = out / "results.json"  # a prepare call's, which a measure call extends
+        self.results: dict = json.loads(saved.read_text()) if saved.exists() else {}
+        self.results.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -872,6 +874,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "run" / "gpu")
     parser.add_argument("--budget-s", type=float, default=540, help="for the whole run")
+    parser.add_argument(
+        "--only",
+        choices=("all", "prepare", "measure"),
+        default="all",
+        help="prepare: stages 1-2 (models kept under --out for a measure call after it)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="stage 4 on CPU, demo-tiny")
     args = parser.parse_args(argv)
     run = Run(args.out, args.budget_s)
@@ -879,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
         run.results["dry_run"] = True
         run.stage("serve_and_measure", dry_run, args.out)
     else:
-        gpu_stages(run, args.out)
+        gpu_stages(run, args.out, args.only)
     plain, markdown = report(run.results)
     (args.out / "report.txt").write_text(plain + "\n")
     (args.out / "benchmarks.md").write_text(markdown + "\n")
@@ -888,20 +896,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def gpu_stages(run: Run, out: Path) -> None:
+def served_model(models: Path, size: str) -> str:
+    """The EXL2 4.0 bpw model of this size, or its fp16 one if the conversion failed."""
+    quantised = f"llama-{size}-exl2-4.0bpw"
+    return quantised if (models / quantised / "config.json").exists() else f"llama-{size}-fp16"
+
+
+def gpu_stages(run: Run, out: Path, only: str) -> None:
     models, work = out / "models", out / "work"
     env_info = run.stage("environment", environment)
     if env_info is None:
         return
     run.stage("extension", ensure_extension, out, env_info)
-    run.stage("generate_models", generate_models, models)
-    run.stage("quantise_1b", quantise, models, work, "1b", run.left() - SERVE_RESERVE_S)
-    run.stage("quantise_8b", quantise, models, work, "8b", run.left() - SERVE_RESERVE_S)
+    if only in ("all", "prepare"):
+        # Measuring needs SERVE_RESERVE_S of the budget unless this call only prepares.
+        reserve = SERVE_RESERVE_S if only == "all" else 0
+        run.stage("generate_models", generate_models, models)
+        run.stage("quantise_1b", quantise, models, work, "1b", run.left() - reserve)
+        run.stage("quantise_8b", quantise, models, work, "8b", run.left() - reserve)
+    if only == "prepare":
+        return
     bandwidth = run.stage("memory_bandwidth", memory_bandwidth)
-    served = [
-        f"llama-1b-{'exl2-4.0bpw' if (models / 'llama-1b-exl2-4.0bpw').exists() else 'fp16'}",
-        f"llama-8b-{'exl2-4.0bpw' if (models / 'llama-8b-exl2-4.0bpw').exists() else 'fp16'}",
-    ]
+    served = [served_model(models, size) for size in ("1b", "8b")]
     run.stage(
         "serve_and_measure",
         serve_and_measure,

@@ -1,8 +1,9 @@
 """The ``exllamav2`` backend (0.3.2): EXL2 or fp16 models on NVIDIA GPUs.
 
-Imported only inside a worker process, and exllamav2 itself only inside :meth:`load`:
-its import JIT-compiles a CUDA extension, sets ``torch.set_num_threads(1)`` and
-``CUDA_MODULE_LOADING=LAZY`` for the whole process. The dynamic generator does the
+Imported only inside a worker process, and exllamav2 itself only inside :meth:`load`,
+after ``require_extension`` has checked that its compiled extension fits this torch
+(else its import would JIT-compile it for minutes); the import sets
+``torch.set_num_threads(1)`` and ``CUDA_MODULE_LOADING=LAZY`` for the whole process. The dynamic generator does the
 batching: paged (continuous batching) when flash-attn >= 2.5.7 is importable, else
 ``paged=False`` and one job at a time, which the capabilities then advertise.
 
