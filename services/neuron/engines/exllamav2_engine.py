@@ -3,9 +3,10 @@
 Imported only inside a worker process, and exllamav2 itself only inside :meth:`load`,
 after ``require_extension`` has checked that its compiled extension fits this torch
 (else its import would JIT-compile it for minutes); the import sets
-``torch.set_num_threads(1)`` and ``CUDA_MODULE_LOADING=LAZY`` for the whole process. The dynamic generator does the
-batching: paged (continuous batching) when flash-attn >= 2.5.7 is importable, else
-``paged=False`` and one job at a time, which the capabilities then advertise.
+``torch.set_num_threads(1)`` and ``CUDA_MODULE_LOADING=LAZY`` for the whole process.
+The dynamic generator does the batching: paged (continuous batching) when flash-attn
+>= 2.5.7 is importable, else ``paged=False`` and one job at a time, which the
+capabilities then advertise.
 
 Everything OpenAI-shaped is set explicitly per job: every sampler field (exllamav2's
 defaults are temperature 0.8, top_k 50, top_p 0.8, repetition penalty 1.025), every EOS
