@@ -8,13 +8,16 @@ else every legal token (plus EOS once the output is complete).
 Both run inside ``ExLlamaV2DynamicGenerator.iterate()``, for every job of the batch at
 once: an exception there, or an empty set (exllamav2 asserts "Filter excluded all
 tokens"), would end every co-batched request. So a dead end (no legal token, or a token
-the grammar refuses) is kept in ``error`` and the filter offers only EOS, which ends this
-job alone; the engine reports it as that request's error.
+the grammar refuses) is kept in ``error`` and the filter offers a single EOS token
+(taken without sampling, whatever its logit), which ends this job alone; the engine
+reports it as that request's error.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from cortex.services.neuron.pipeline.constrain import ConstraintError
 
 NO_CONTINUATION = "no token of this model can continue the constrained output"
 
@@ -27,6 +30,7 @@ def constraint_filter(model: Any, tokenizer: Any, constraint: Any, eos_ids) -> A
             super().__init__(model, tokenizer)
             self.constraint = constraint
             self.eos_ids = set(eos_ids)
+            self.end = {next(iter(eos_ids))}  # what a finished or dead-ended filter offers
             self.error: str | None = None
 
         def clone(self, c=None):
@@ -41,18 +45,18 @@ def constraint_filter(model: Any, tokenizer: Any, constraint: Any, eos_ids) -> A
             token_id = int(token.view(-1)[0]) if hasattr(token, "view") else int(token)
             try:
                 self.constraint.advance(token_id)
-            except Exception as exc:  # ConstraintError: the grammar refuses it
-                self.error = str(exc)
+            except ConstraintError as exc:
+                self.error = exc.message
 
         def next(self):
             if self.constraint.done:  # EOS was taken: nothing follows, and no error
-                return set(self.eos_ids), set(self.eos_ids)
+                return self.end, self.end
             if self.error is None:
                 forced = self.constraint.forced()
                 allowed = {forced} if forced is not None else set(self.constraint.allowed_ids())
                 if allowed:
                     return allowed, allowed & self.eos_ids
                 self.error = NO_CONTINUATION
-            return set(self.eos_ids), set(self.eos_ids)
+            return self.end, self.end
 
     return CortexConstraintFilter()
