@@ -187,6 +187,48 @@ class HealthSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         _require("missed_beats", self.missed_beats >= 1, "must be >= 1")
 
 
+class ReplicaRange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """How many placements of a model the scheduler keeps: ``{ min = 1, max = 2 }``.
+
+    In models.toml either bound may be left out (then the gateway-wide ``[replicas]`` one
+    holds).
+    """
+
+    min: int | None = None  # kept loaded: loaded at start and after a neuron comes back
+    max: int | None = None  # at most this many, scaled up on queue pressure
+
+    def __post_init__(self) -> None:
+        _require("min", (self.min or 0) >= 0, "must be >= 0")
+        _require("max", self.max is None or self.max >= 1, "must be >= 1")
+        if self.min is not None and self.max is not None:
+            _require("min", self.min <= self.max, f"must be <= max ({self.max})")
+
+
+class ReplicasSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Replica scaling: the defaults of every model's range, and when to scale."""
+
+    min: int = 0  # 0 and 1 keep today's behaviour: one placement, loaded on demand
+    max: int = 1
+    # Scale up when more requests than this wait for the model (beyond what its
+    # placements run at once) ...
+    queue_depth: int = 4
+    # ... or a request waited longer than this in a neuron's queue ...
+    queue_wait_s: float = 5.0
+    # ... for this long without a break.
+    window_s: float = 10.0
+    # Scale down to min once an extra replica has served nothing for this long.
+    idle_s: float = 300.0
+    interval_s: float = 1.0  # how often the scheduler looks
+
+    def __post_init__(self) -> None:
+        _require("min", self.min >= 0, "must be >= 0")
+        _require("max", self.max >= 1, "must be >= 1")
+        _require("min", self.min <= self.max, f"must be <= max ({self.max})")
+        _require("queue_depth", self.queue_depth >= 1, "must be >= 1")
+        for name in ("queue_wait_s", "window_s", "idle_s", "interval_s"):
+            _require(name, getattr(self, name) > 0, "must be > 0")
+
+
 class AuthSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_keys: list[str] = []  # client keys for /v1/*; empty: no key needed
     admin_token: str = ""  # for /fleet/* actions; empty: no token needed
@@ -203,6 +245,7 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     eviction: EvictionSection = msgspec.field(default_factory=EvictionSection)
     health: HealthSection = msgspec.field(default_factory=HealthSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    replicas: ReplicasSection = msgspec.field(default_factory=ReplicasSection)
     # Model-name aliases: glob pattern -> model id, e.g. "claude-*" = "qwen2.5-coder".
     aliases: dict[str, str] = {}
 
@@ -228,6 +271,7 @@ class ModelProfile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cache_type: Literal["fp16", "q8", "q6", "q4"] | None = None
     max_concurrency: int | None = None
     memory_estimate: int | str | None = None  # override of the computed estimate
+    replicas: ReplicaRange | None = None  # default: the gateway's [replicas] min and max
 
     def __post_init__(self) -> None:
         _require("id", bool(self.id.strip()), "must not be empty")

@@ -2,7 +2,7 @@
 
 ``GET /fleet`` returns a :class:`FleetSnapshot`. ``GET /fleet/events`` is SSE: a
 ``snapshot`` event on connect, then :data:`FleetEvent` changes. Actions
-(``POST /fleet/models/{id}/load|unload|pin|unpin``) answer :class:`ActionResult`.
+(``POST /fleet/models/{id}/load|unload|pin|unpin|replicas``) answer :class:`ActionResult`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from cortex.common.neuron import Device, LoadProgress
 
 PlacementState = Literal["loading", "loaded", "unloading", "failed"]
 LogKind = Literal[
-    "load", "unload", "evict", "pin", "unpin", "neuron_up", "neuron_down", "error", "info"
+    "load",
+    "unload",
+    "evict",
+    "pin",
+    "unpin",
+    "replicas",
+    "neuron_up",
+    "neuron_down",
+    "error",
+    "info",
 ]
 
 
@@ -28,6 +37,17 @@ class FleetNeuron(msgspec.Struct, omit_defaults=True):
     version: str | None = None
     last_seen: float | None = None  # last successful health check or event
     error: str | None = None  # why it is down
+
+
+class PrefixCache(msgspec.Struct, omit_defaults=True):
+    """A placement's engine prefix cache, as its neuron last reported it."""
+
+    budget_bytes: int = 0
+    size_bytes: int = 0
+    entries: int = 0
+    lookups: int = 0  # requests that looked for a cached prefix
+    hits: int = 0  # of those, how many reused one
+    cached_tokens: int = 0  # prompt tokens reused instead of computed, over all hits
 
 
 class Placement(msgspec.Struct, omit_defaults=True):
@@ -51,6 +71,23 @@ class Placement(msgspec.Struct, omit_defaults=True):
     last_used_at: float | None = None
     progress: LoadProgress | None = None
     error: str | None = None
+    max_concurrency: int = 0  # sequences its engine runs at once
+    forwards_total: int = 0  # the engine's model forward passes
+    prefix_cache: PrefixCache | None = None
+    affinity_prefixes: int = 0  # conversation prefixes the gateway routes here
+
+
+class ReplicaStatus(msgspec.Struct):
+    """A model's replicas: its range, what the scheduler wants now, what serves."""
+
+    min: int
+    max: int
+    source: Literal["default", "config", "api"]
+    wanted: int  # placements the scheduler aims for now (within min..max)
+    actual: int  # placements loaded and serving
+    queue_depth: int = 0  # requests waiting beyond what its placements run at once
+    queue_wait_s: float = 0.0  # the longest neuron queue wait seen within the window
+    pressure_since: float | None = None  # when the current pressure began (epoch s)
 
 
 class CatalogueEntry(msgspec.Struct, omit_defaults=True):
@@ -65,6 +102,7 @@ class CatalogueEntry(msgspec.Struct, omit_defaults=True):
     memory_estimate: int | None = None  # bytes, what placement plans with
     max_seq_len: int | None = None
     profile: bool = False  # has an entry in models.toml
+    replicas: ReplicaStatus | None = None
 
 
 class FleetSnapshot(msgspec.Struct, omit_defaults=True):
@@ -129,9 +167,23 @@ class UnloadAction(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     neuron: str | None = None  # default: every neuron that has it loaded
 
 
+class ReplicasAction(msgspec.Struct, forbid_unknown_fields=True):
+    min: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if self.min < 0:
+            raise ValueError("`min` must be >= 0")
+        if self.max < 1:
+            raise ValueError("`max` must be >= 1")
+        if self.min > self.max:
+            raise ValueError(f"`min` ({self.min}) must be <= `max` ({self.max})")
+
+
 class ActionResult(msgspec.Struct, omit_defaults=True):
     ok: bool
-    action: Literal["load", "unload", "pin", "unpin"]
+    action: Literal["load", "unload", "pin", "unpin", "replicas"]
     model: str
     message: str
     placements: list[Placement] = []
+    replicas: ReplicaStatus | None = None

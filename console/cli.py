@@ -17,7 +17,7 @@ from cortex.console.format import VRAM_THRESHOLDS, Thresholds
 DEFAULT_GATEWAY = f"http://127.0.0.1:{GATEWAY_PORT}"
 
 QUERIES = ("status", "nodes", "models", "gpus")
-ACTIONS = ("load", "unload", "pin", "unpin")
+ACTIONS = ("load", "unload", "pin", "unpin", "replicas")
 
 EPILOG = """\
 scripting (prints one JSON document; errors go to stderr as JSON):
@@ -25,6 +25,7 @@ scripting (prints one JSON document; errors go to stderr as JSON):
   cortex-console --json load MODEL [--neuron N] [--no-wait]
   cortex-console --json unload MODEL [--neuron N] [--force]
   cortex-console --json pin|unpin MODEL
+  cortex-console --json replicas MODEL MIN MAX
 exit codes: 0 done, 1 refused by the gateway, 2 bad arguments, 3 gateway unreachable.
 environment: CORTEX_GATEWAY (default gateway URL), CORTEX_TOKEN (admin token).
 """
@@ -70,6 +71,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be > 0 seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
     return value
 
 
@@ -131,8 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(query, help=f"print the fleet's {query} as JSON")
         _shared(sub, argparse.SUPPRESS)
     for action in ACTIONS:
-        sub = commands.add_parser(action, help=f"{action} a model and print the result")
+        help_text = (
+            "keep MIN to MAX replicas of a model (saved by the gateway)"
+            if action == "replicas"
+            else f"{action} a model and print the result"
+        )
+        sub = commands.add_parser(action, help=help_text)
         sub.add_argument("model", metavar="MODEL", help="model id, as the catalogue lists it")
+        if action == "replicas":
+            sub.add_argument("min", metavar="MIN", type=_count, help="replicas kept loaded")
+            sub.add_argument("max", metavar="MAX", type=_count, help="most replicas under load")
         if action == "load":
             sub.add_argument(
                 "--neuron", metavar="N", help="where to load it (default: the scheduler picks)"
@@ -173,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             neuron=getattr(args, "neuron", None),
             wait=getattr(args, "wait", True),
             force=getattr(args, "force", False),
+            replicas=(args.min, args.max) if command == "replicas" else None,
             timeout=timeout,
         )
 

@@ -25,6 +25,7 @@ from cortex.common.fleet import (
     NeuronUpdate,
     PlacementRemoved,
     PlacementUpdate,
+    ReplicasAction,
     SnapshotEvent,
     UnloadAction,
 )
@@ -246,6 +247,18 @@ class FleetClient:
         path, params, body = action_request(action, model, neuron, wait=wait, force=force)
         headers = {"content-type": "application/json"}
         response = self._send("POST", path, params=params, content=body, headers=headers)
+        return _parse_result(response)
+
+    def set_replicas(self, model: str, low: int, high: int) -> ActionResult:
+        """``POST /fleet/models/{model}/replicas``: keep ``low`` to ``high`` replicas."""
+        if not model:
+            raise ValueError("a model id is required")
+        response = self._send(
+            "POST",
+            f"/fleet/models/{quote(model, safe='')}/replicas",
+            content=msgspec.json.encode(ReplicasAction(min=low, max=high)),
+            headers={"content-type": "application/json"},
+        )
         return _parse_result(response)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -109,6 +109,7 @@ def run(
     neuron: str | None = None,
     wait: bool = True,
     force: bool = False,
+    replicas: tuple[int, int] | None = None,
     timeout: float = 10.0,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -122,9 +123,11 @@ def run(
                 document = query_document(command, client.snapshot(), client.base_url)
                 _print(stdout, document)
                 return EXIT_OK
-            result: ActionResult = client.act(
-                _action(command), model or "", neuron, wait=wait, force=force
-            )
+            if command == "replicas":
+                assert replicas is not None
+                result: ActionResult = client.set_replicas(model or "", *replicas)
+            else:
+                result = client.act(_action(command), model or "", neuron, wait=wait, force=force)
     except GatewayError as exc:
         _print(stderr, exc.to_json())
         return EXIT_UNREACHABLE if exc.status is None else EXIT_REFUSED

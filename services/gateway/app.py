@@ -54,6 +54,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             routes_fleet.unload,
             routes_fleet.pin,
             routes_fleet.unpin,
+            routes_fleet.replicas,
         ],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},

@@ -17,6 +17,10 @@ cortex_gateway_loads_total                      counter    model, neuron, result
 cortex_gateway_load_duration_seconds            histogram  model
 cortex_gateway_evictions_total                  counter    model, reason
 cortex_gateway_upstream_retries_total           counter    neuron
+cortex_gateway_replica_decisions_total          counter    model, direction, outcome, reason
+cortex_gateway_replicas_wanted                  gauge      model
+cortex_gateway_replicas_serving                 gauge      model
+cortex_gateway_routes_total                     counter    model, route
 cortex_gateway_device_memory_used_bytes         gauge      neuron, device
 cortex_gateway_device_memory_total_bytes        gauge      neuron, device
 cortex_gateway_neuron_up                        gauge      neuron
@@ -24,7 +28,11 @@ cortex_gateway_neuron_up                        gauge      neuron
 
 ``status`` is the HTTP status the client got ("200", "404", "503", ...), "499" when the
 client left first, and "502" when the neuron failed after the response had started.
-``neuron`` is "" for requests answered before one was chosen. TTFT and duration are
+``neuron`` is "" for requests answered before one was chosen. A replica decision's
+``direction`` is "up" or "down", ``outcome`` "taken" or "not_taken" (no room, no other
+neuron has it...), ``reason`` what prompted it (min, queue_depth, queue_wait, idle,
+over_max). ``route`` is how a request's placement was chosen: "affinity" (the
+placement that served its prefix) or "least_in_flight". TTFT and duration are
 measured at the gateway, so they include queueing and cold loads.
 """
 
@@ -123,6 +131,24 @@ class GatewayMetrics:
             "Models unloaded by the gateway, by reason (lru, priority, idle_ttl, "
             "over_budget, load_retry)",
             ["model", "reason"],
+            registry=registry,
+        )
+        self.replica_decisions = Counter(
+            p + "replica_decisions",
+            "Replica scaling decisions, taken or not, with what prompted them",
+            ["model", "direction", "outcome", "reason"],
+            registry=registry,
+        )
+        self.replicas_wanted = Gauge(
+            p + "replicas_wanted", "Placements the scheduler aims for", ["model"], registry=registry
+        )
+        self.replicas_serving = Gauge(
+            p + "replicas_serving", "Placements loaded and serving", ["model"], registry=registry
+        )
+        self.routes = Counter(
+            p + "routes",
+            "Requests granted a placement, by how it was chosen",
+            ["model", "route"],
             registry=registry,
         )
         self.retries = Counter(

@@ -14,6 +14,8 @@
   refused while requests are in flight unless ``?force=true``.
 * ``POST /fleet/models/{id}/pin`` / ``unpin``: pinned models are never evicted or
   unloaded for idleness; API pins are saved in the state file and survive restarts.
+* ``POST /fleet/models/{id}/replicas`` (body ``{"min": 1, "max": 2}``): the model's
+  replica range, saved in the state file like API pins and over models.toml's.
 
 Actions answer :class:`~cortex.common.fleet.ActionResult`; errors use OpenAI's envelope.
 """
@@ -28,7 +30,13 @@ from litestar import Request, Response, get, post
 from litestar.response import Stream
 
 from cortex.common.errors import CortexError, decode_body
-from cortex.common.fleet import ActionResult, LoadAction, SnapshotEvent, UnloadAction
+from cortex.common.fleet import (
+    ActionResult,
+    LoadAction,
+    ReplicasAction,
+    SnapshotEvent,
+    UnloadAction,
+)
 from cortex.common.sse import PING, encode_json
 from cortex.services.gateway.auth import admin_guard, reader_guard
 from cortex.services.gateway.hub import RESYNC
@@ -145,3 +153,11 @@ async def unpin(request: Request, model_id: str) -> Response:
     gateway = request.app.state.gateway
     model = gateway.scheduler.resolve(model_id)
     return _json(await gateway.scheduler.set_pin(model, False))
+
+
+@post("/fleet/models/{model_id:str}/replicas", guards=[admin_guard], status_code=200)
+async def replicas(request: Request, model_id: str) -> Response:
+    gateway = request.app.state.gateway
+    action = decode_body(await request.body(), ReplicasAction)
+    model = gateway.scheduler.resolve(model_id)
+    return _json(await gateway.scheduler.set_replicas(model, action.min, action.max))

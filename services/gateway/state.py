@@ -10,9 +10,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+import msgspec
+
 from cortex.common.errors import CortexError
-from cortex.common.fleet import FleetNeuron, Placement
+from cortex.common.fleet import FleetNeuron, Placement, PrefixCache
 from cortex.common.neuron import Device, LoadedModel, LoadProgress, ModelFile
+from cortex.services.gateway.affinity import Prefix
 
 
 @dataclass
@@ -80,6 +83,9 @@ class PlacementRecord:
     ttft_ms: float | None = None
     requests_total: int = 0
     completion_tokens_total: int = 0
+    max_concurrency: int = 1
+    forwards_total: int = 0
+    prefix_cache: PrefixCache | None = None
     loaded_at: float | None = None
     last_used: float = field(default_factory=time.time)
     progress: LoadProgress | None = None
@@ -125,12 +131,19 @@ class PlacementRecord:
         self.ttft_ms = loaded.ttft_ms
         self.requests_total = loaded.requests_total
         self.completion_tokens_total = loaded.completion_tokens_total
+        self.max_concurrency = loaded.max_concurrency
+        # Neurons with an engine prefix cache report these (older ones do not).
+        self.forwards_total = getattr(loaded, "forwards_total", 0)
+        cache = getattr(loaded, "prefix_cache", None)
+        self.prefix_cache = (
+            None if cache is None else msgspec.convert(cache, PrefixCache, from_attributes=True)
+        )
         self.loaded_at = loaded.loaded_at
         self.progress = loaded.progress
         self.error = loaded.error
         self.touch()
 
-    def to_wire(self, pinned: bool, queued: int) -> Placement:
+    def to_wire(self, pinned: bool, queued: int, prefixes: int = 0) -> Placement:
         return Placement(
             model=self.model,
             neuron=self.neuron,
@@ -150,17 +163,25 @@ class PlacementRecord:
             last_used_at=self.last_used,
             progress=self.progress,
             error=self.error,
+            max_concurrency=self.max_concurrency,
+            forwards_total=self.forwards_total,
+            prefix_cache=self.prefix_cache,
+            affinity_prefixes=prefixes,
         )
 
 
 @dataclass(frozen=True)
 class Lease:
-    """Permission to send one request for ``model`` to ``neuron``; give it back when done."""
+    """Permission to send one request for ``model`` to ``neuron``; give it back when done.
+
+    ``route`` says why this placement (affinity.py): shown in the request's log line.
+    """
 
     model: str
     neuron: str
     generation: int
     request_id: str
+    route: str = ""
 
 
 def _future() -> asyncio.Future:
@@ -178,6 +199,7 @@ class Waiter:
     model: str
     request_id: str
     exclude: frozenset[str] = frozenset()
+    prefix: Prefix | None = None  # where its conversation's prefix may be cached
     decision: asyncio.Future = field(default_factory=lambda: _future())
     granted: asyncio.Future = field(default_factory=lambda: _future())
     since: float = field(default_factory=time.time)

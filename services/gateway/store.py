@@ -1,4 +1,4 @@
-"""The gateway's small persistent state: API pins and learned model memory.
+"""The gateway's small persistent state: API pins, API replica ranges, learned model memory.
 
 One JSON file, rewritten atomically (temp file in the same folder, fsync, rename) so a
 crash mid-write leaves the previous version. A missing file is an empty state; a
@@ -18,8 +18,15 @@ import msgspec
 log = logging.getLogger("cortex.gateway.store")
 
 
+class ReplicaSetting(msgspec.Struct):
+    min: int
+    max: int
+
+
 class GatewayState(msgspec.Struct, omit_defaults=True):
     pins: list[str] = []
+    # model -> the replica range set through the fleet API (over models.toml's)
+    replicas: dict[str, ReplicaSetting] = {}
     # "model@device-kind" -> bytes a real load took there
     learned_memory: dict[str, int] = {}
 
@@ -72,6 +79,15 @@ class StateStore:
             return False
         pins.add(model) if pinned else pins.discard(model)
         self.state.pins = sorted(pins)
+        self.save()
+        return True
+
+    def set_replicas(self, model: str, low: int, high: int) -> bool:
+        """Set a model's replica range and persist it; False when it was already so."""
+        setting = ReplicaSetting(low, high)
+        if self.state.replicas.get(model) == setting:
+            return False
+        self.state.replicas[model] = setting
         self.save()
         return True
 

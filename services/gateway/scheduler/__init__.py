@@ -11,7 +11,8 @@ Neurons are the source of truth: their status and events overwrite the figures h
 
 Decisions worth knowing:
 
-* Requests for a model that is loaded go to the placement with the fewest requests in
+* Requests for a model that is loaded go to the placement that served their
+  conversation's prefix (../affinity.py), else the one with the fewest requests in
   flight. Otherwise they wait for the one load of that model, whoever triggered it.
 * A model that fits only after busy models free memory waits for them (until the
   request's load timeout); one that cannot fit even after evicting every idle unpinned
@@ -33,6 +34,7 @@ loading.py      a load from start to end: evictions first, success, OOM retry, f
 eviction.py     when a model is unloaded (idle TTL, over budget, for room) and how it ends
 intake.py       what neurons report: status, events, missed heartbeats
 actions.py      the fleet API's load, unload, pin; preloading pinned models
+replicas.py     scaling a model's placements on queue pressure and idleness (../scaling.py)
 publishing.py   the changes handlers mark, flushed to the fleet event stream
 effects.py      the async loads and unloads, each ending in a message back
 =============== ==========================================================================

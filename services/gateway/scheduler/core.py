@@ -13,6 +13,7 @@ import contextlib
 from typing import Any
 
 from cortex.common.neuron import NeuronEvent, NodeStatus
+from cortex.services.gateway.affinity import Prefix
 from cortex.services.gateway.scheduler import (
     actions,
     eviction,
@@ -20,6 +21,7 @@ from cortex.services.gateway.scheduler import (
     leasing,
     loading,
     publishing,
+    replicas,
 )
 from cortex.services.gateway.scheduler.fleet import Fleet, log
 from cortex.services.gateway.scheduler.messages import (
@@ -34,6 +36,8 @@ from cortex.services.gateway.scheduler.messages import (
     LoadDone,
     Pin,
     Release,
+    ReplicaTick,
+    SetReplicas,
     Status,
     Sweep,
     Unhealthy,
@@ -44,16 +48,21 @@ from cortex.services.gateway.state import Lease, Waiter
 class Scheduler(Fleet):
     _task: asyncio.Task | None = None
     _ticker: asyncio.Task | None = None
+    _replica_ticker: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="cortex-scheduler")
         self._ticker = asyncio.create_task(self._tick(), name="cortex-scheduler-flush")
+        self._replica_ticker = asyncio.create_task(
+            self._tick_replicas(), name="cortex-scheduler-replicas"
+        )
 
     async def stop(self) -> None:
-        for task in (self._ticker, self._task, *self.effect_tasks):
+        tasks = (self._ticker, self._replica_ticker, self._task, *self.effect_tasks)
+        for task in tasks:
             if task is not None:
                 task.cancel()
-        for task in (self._ticker, self._task, *self.effect_tasks):
+        for task in tasks:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -71,6 +80,11 @@ class Scheduler(Fleet):
             await asyncio.sleep(publishing.FLUSH_INTERVAL_S)
             if publishing.needs_flush(self):
                 self.post(Flush())
+
+    async def _tick_replicas(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.replicas.interval_s)
+            self.post(ReplicaTick())
 
     def handle(self, message: Any) -> None:
         match message:
@@ -98,6 +112,10 @@ class Scheduler(Fleet):
                 actions.on_fleet_unload(self, message)
             case Pin():
                 actions.on_pin(self, message)
+            case SetReplicas():
+                replicas.on_set(self, message)
+            case ReplicaTick():
+                replicas.on_tick(self)
             case Sweep():
                 eviction.on_sweep(self)
             case Flush():
@@ -106,9 +124,18 @@ class Scheduler(Fleet):
     # ------------------------------------------------------------------ public API
     # Everything that changes state goes through the inbox.
 
-    def acquire(self, model: str, request_id: str, exclude: frozenset[str] = frozenset()) -> Waiter:
-        """Ask for a lease on ``model``; await ``waiter.decision`` (then maybe ``granted``)."""
-        waiter = Waiter(model, request_id, exclude)
+    def acquire(
+        self,
+        model: str,
+        request_id: str,
+        exclude: frozenset[str] = frozenset(),
+        prefix: Prefix | None = None,
+    ) -> Waiter:
+        """Ask for a lease on ``model``; await ``waiter.decision`` (then maybe ``granted``).
+
+        ``prefix`` (affinity.py) steers it to the placement that served its conversation.
+        """
+        waiter = Waiter(model, request_id, exclude, prefix)
         self.post(Acquire(waiter))
         return waiter
 
@@ -147,4 +174,9 @@ class Scheduler(Fleet):
     def set_pin(self, model: str, pinned: bool) -> asyncio.Future:
         done = asyncio.get_running_loop().create_future()
         self.post(Pin(model, pinned, done))
+        return done
+
+    def set_replicas(self, model: str, low: int, high: int) -> asyncio.Future:
+        done = asyncio.get_running_loop().create_future()
+        self.post(SetReplicas(model, low, high, done))
         return done

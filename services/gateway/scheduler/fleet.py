@@ -14,11 +14,20 @@ from collections.abc import Coroutine
 from typing import Any
 
 from cortex.common.errors import CortexError
-from cortex.common.fleet import CatalogueEntry, FleetSnapshot, Placement
+from cortex.common.fleet import CatalogueEntry, FleetSnapshot, Placement, ReplicaStatus
 from cortex.common.neuron import ModelFile
+from cortex.services.gateway.affinity import AffinityTable
 from cortex.services.gateway.estimate import estimate
 from cortex.services.gateway.hub import EventHub
 from cortex.services.gateway.metrics import GatewayMetrics
+from cortex.services.gateway.scaling import (
+    Limits,
+    Pressure,
+    Replica,
+    count,
+    pressure_of,
+    resolve_range,
+)
 from cortex.services.gateway.scheduler.effects import Effects
 from cortex.services.gateway.settings import Settings
 from cortex.services.gateway.state import NeuronView, PlacementRecord, Waiter
@@ -58,6 +67,14 @@ class Fleet:
         self.last_heartbeat = 0.0
         self.preloaded: set[str] = set()  # pinned models whose preload was tried
         self.blocked_note: dict[str, str] = {}  # the last "waiting for room" line logged
+        self.affinity = AffinityTable()  # conversation prefixes per placement
+        # Replica scaling (replicas.py): when each model's queue pressure began, the
+        # longest neuron queue wait recently seen (when, seconds), and the last
+        # decision not taken (logged once; while set the model wants one more replica).
+        self.pressure_since: dict[str, float] = {}
+        self.queue_waits: dict[str, tuple[float, float]] = {}
+        self.replica_notes: dict[str, str] = {}
+        self.last_scale_up: dict[str, float] = {}
         for name in self.neurons:
             metrics.neuron_up.labels(name).set(0)
 
@@ -86,6 +103,7 @@ class Fleet:
     def drop(self, record: PlacementRecord) -> None:
         if self.placements.get(record.key) is record:
             del self.placements[record.key]
+            self.affinity.forget(record.key)
             self.dirty.discard(record.key)
             self.removed.add(record.key)
             self.catalogue_dirty = True
@@ -102,6 +120,22 @@ class Fleet:
         if model in self.store.state.pins:
             return "api"
         return None
+
+    def replica_limits(self, model: str) -> tuple[Limits, str]:
+        """The model's replica range and thresholds, and where the range comes from."""
+        section = self.config.replicas
+        profile = self.settings.profiles.get(model)
+        configured = (
+            (profile.replicas.min, profile.replicas.max) if profile and profile.replicas else None
+        )
+        api = self.store.state.replicas.get(model)
+        low, high, source = resolve_range(
+            (section.min, section.max), configured, (api.min, api.max) if api else None
+        )
+        limits = Limits(
+            low, high, section.queue_depth, section.queue_wait_s, section.window_s, section.idle_s
+        )
+        return limits, source
 
     def claimed_paths(self) -> set[str]:
         return {p.neuron_path for p in self.settings.profiles.values() if p.neuron_path != p.id}
@@ -218,16 +252,55 @@ class Fleet:
                     memory_estimate=memory,
                     max_seq_len=max_seq,
                     profile=profile is not None,
+                    replicas=self.replica_status(model),
                 )
             )
         return entries
+
+    def replica_views(self, model: str) -> list[Replica]:
+        """The model's placements as scaling.py sees them."""
+        now = time.time()
+        return [
+            Replica(
+                neuron=r.neuron,
+                state=r.state,
+                in_flight=r.in_flight,
+                concurrency=r.max_concurrency,
+                neuron_queued=r.neuron_queued,
+                idle_s=0.0 if r.in_flight else max(0.0, now - r.last_used),
+                busy=bool(r.in_flight or r.action_waiters or r.effect or self.waiting.get(model)),
+            )
+            for r in self.placements_of(model)
+        ]
+
+    def replica_pressure(self, model: str, replicas: list[Replica], limits: Limits) -> Pressure:
+        seen = self.queue_waits.get(model)
+        recent = seen is not None and time.monotonic() - seen[0] <= limits.window_s
+        return pressure_of(replicas, self.queued(model), seen[1] if seen and recent else 0.0)
+
+    def replica_status(self, model: str) -> ReplicaStatus:
+        limits, source = self.replica_limits(model)
+        replicas = self.replica_views(model)
+        pressure = self.replica_pressure(model, replicas, limits)
+        wanted = count(replicas) + (1 if model in self.replica_notes else 0)
+        since = self.pressure_since.get(model)
+        return ReplicaStatus(
+            min=limits.min,
+            max=limits.max,
+            source=source,  # type: ignore[arg-type]
+            wanted=min(max(wanted, limits.min), limits.max),
+            actual=sum(1 for r in replicas if r.state == "loaded"),
+            queue_depth=pressure.depth,
+            queue_wait_s=pressure.wait_s,
+            pressure_since=None if since is None else time.time() - (time.monotonic() - since),
+        )
 
     def queued(self, model: str) -> int:
         return len(self.waiting.get(model, ()))
 
     def placement_wire(self, record: PlacementRecord) -> Placement:
         queued = self.queued(record.model) if record.state == "loading" else 0
-        return record.to_wire(self.pinned(record.model), queued)
+        return record.to_wire(self.pinned(record.model), queued, self.affinity.size(record.key))
 
     def snapshot(self) -> FleetSnapshot:
         return FleetSnapshot(

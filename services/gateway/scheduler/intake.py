@@ -125,7 +125,11 @@ def on_event(s: Fleet, name: str, event: NeuronEvent) -> None:
         set_available(s, view, event.available)
         leasing.advance_all(s)
     elif isinstance(event, RequestEvent):
-        pass  # the gateway measures its own requests
+        # The gateway measures its own requests; the neuron's queue wait feeds replicas.
+        wait_s = event.stats.queue_ms / 1000
+        seen = s.queue_waits.get(event.stats.model)
+        if seen is None or wait_s >= seen[1] or time.monotonic() - seen[0] > 1.0:
+            s.queue_waits[event.stats.model] = (time.monotonic(), wait_s)
 
 
 def model_removed(s: Fleet, name: str, event: ModelRemovedEvent) -> None:

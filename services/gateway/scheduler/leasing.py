@@ -12,11 +12,12 @@ import logging
 import time
 
 from cortex.common.errors import CortexError
+from cortex.services.gateway.affinity import Candidate, choose
 from cortex.services.gateway.policy import Plan
 from cortex.services.gateway.scheduler import loading, planning
 from cortex.services.gateway.scheduler.fleet import Fleet
 from cortex.services.gateway.scheduler.publishing import log_event, mark_model
-from cortex.services.gateway.state import Lease, PlacementRecord, Waiter
+from cortex.services.gateway.state import Lease, Waiter
 
 log = logging.getLogger("cortex.gateway.scheduler")
 
@@ -35,21 +36,33 @@ def on_acquire(s: Fleet, waiter: Waiter) -> None:
 
 
 def grant(s: Fleet, waiter: Waiter) -> Lease | None:
-    best: PlacementRecord | None = None
-    for record in s.placements_of(waiter.model):
-        if record.state != "loaded" or record.effect == "unloading":
-            continue
-        if record.neuron in waiter.exclude or not s.neurons[record.neuron].up:
-            continue
-        if best is None or record.in_flight < best.in_flight:
-            best = record
-    if best is None:
+    """A lease on the placement affinity.choose picks (its prefix's, else least in flight)."""
+    records = {r.neuron: r for r in s.placements_of(waiter.model)}
+    candidates = [
+        Candidate(
+            neuron=r.neuron,
+            in_flight=r.in_flight,
+            concurrency=r.max_concurrency,
+            depth=s.affinity.depth(r.key, waiter.prefix) if waiter.prefix else -1,
+            eligible=r.state == "loaded"
+            and r.effect != "unloading"
+            and r.neuron not in waiter.exclude
+            and s.neurons[r.neuron].up,
+        )
+        for r in records.values()
+    ]
+    choice = choose(candidates, waiter.prefix)
+    if choice is None:
         return None
+    best = records[choice[0]]
+    if waiter.prefix is not None:
+        s.affinity.remember(best.key, waiter.prefix)
+    s.metrics.routes.labels(best.model, choice[1].split(":")[0]).inc()
     best.in_flight += 1
     best.last_used = time.time()
     s.dirty.add(best.key)
     s.metrics.in_flight.labels(best.model, best.neuron).inc()
-    return Lease(best.model, best.neuron, best.generation, waiter.request_id)
+    return Lease(best.model, best.neuron, best.generation, waiter.request_id, choice[1])
 
 
 def on_release(s: Fleet, lease: Lease) -> None:

@@ -101,7 +101,20 @@ class Pin:
 
 
 @dataclass
+class SetReplicas:
+    model: str
+    min: int
+    max: int
+    done: asyncio.Future
+
+
+@dataclass
 class Sweep:
+    pass
+
+
+@dataclass
+class ReplicaTick:
     pass
 
 

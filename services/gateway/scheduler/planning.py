@@ -86,8 +86,14 @@ def device_room(s: Fleet, view: NeuronView, device: Device) -> DeviceRoom:
 
 
 def resident(s: Fleet, record: PlacementRecord, device: str, held: int) -> Resident:
-    """``record`` as the policy sees it on ``device``: busy, pinned and idle decide eviction."""
+    """``record`` as the policy sees it on ``device``: busy, pinned and idle decide eviction.
+
+    A placement the model's replica ``min`` keeps counts as pinned.
+    """
     profile = s.settings.profiles.get(record.model)
+    kept = s.replica_limits(record.model)[0].min >= sum(
+        1 for r in s.placements_of(record.model) if r.state in ("loading", "loaded")
+    )
     busy = (
         record.in_flight > 0
         or bool(s.waiting.get(record.model))
@@ -100,7 +106,7 @@ def resident(s: Fleet, record: PlacementRecord, device: str, held: int) -> Resid
         device=device,
         memory=held,
         state=record.state,
-        pinned=s.pinned(record.model),
+        pinned=s.pinned(record.model) or kept,
         busy=busy,
         last_used=record.last_used,
         priority=profile.priority if profile else 0,
