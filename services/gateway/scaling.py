@@ -106,9 +106,9 @@ def decide(
     """One more replica, one fewer, or None (hold).
 
     Up: fewer than ``min``; or pressure held for ``window_s``, fewer than ``max``, and no
-    replica still loading (its capacity is on the way). Down: more than ``max`` (an idle
-    one goes at once), or, with no pressure, more than ``max(min, 1)`` and one has been
-    idle ``idle_s`` (the longest idle goes).
+    replica still loading (its capacity is on the way). Down, never while one is loading:
+    more than ``max`` (an idle one goes at once), or, with no pressure, more than
+    ``max(min, 1)`` and one has been idle ``idle_s`` (the longest idle goes).
     """
     have = count(replicas)
     loading = any(r.state == "loading" for r in replicas)
@@ -126,6 +126,8 @@ def decide(
                 f"{pressure.describe(limits)} for {held:.1f}s (window {limits.window_s:g}s); "
                 f"{have} of max {limits.max} replicas",
             )
+    if loading:
+        return None  # never scale down while the capacity asked for is on its way
     idle = [r for r in replicas if r.state == "loaded" and not r.busy]
     if not idle:
         return None

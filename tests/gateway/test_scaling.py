@@ -85,6 +85,11 @@ def test_scale_down_stops_at_min_and_never_takes_a_busy_replica():
     assert decide([loaded("a", idle_s=999)], LIMITS, CALM, None, 0.0) is None
 
 
+def test_no_scale_down_while_the_new_replica_is_still_loading():
+    replicas = [loaded("a", idle_s=999), Replica("b", "loading")]
+    assert decide(replicas, LIMITS, CALM, None, 0.0) is None
+
+
 def test_no_idle_scale_down_under_pressure_but_over_max_goes_at_once():
     replicas = [loaded("a", idle_s=99), loaded("b", idle_s=99, in_flight=4, busy=True)]
     assert decide(replicas, LIMITS, BUSY, 0.0, 5.0) is None

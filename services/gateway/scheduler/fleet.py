@@ -68,10 +68,12 @@ class Fleet:
         self.preloaded: set[str] = set()  # pinned models whose preload was tried
         self.blocked_note: dict[str, str] = {}  # the last "waiting for room" line logged
         self.affinity = AffinityTable()  # conversation prefixes per placement
-        # Replica scaling (replicas.py): when each model's queue pressure began, the
+        # Replica scaling (replicas.py): when each model's queue pressure began (or
+        # ended), the
         # longest neuron queue wait recently seen (when, seconds), and the last
         # decision not taken (logged once; while set the model wants one more replica).
         self.pressure_since: dict[str, float] = {}
+        self.calm_since: dict[str, float] = {}
         self.queue_waits: dict[str, tuple[float, float]] = {}
         self.replica_notes: dict[str, str] = {}
         self.last_scale_up: dict[str, float] = {}
@@ -267,7 +269,9 @@ class Fleet:
                 in_flight=r.in_flight,
                 concurrency=r.max_concurrency,
                 neuron_queued=r.neuron_queued,
-                idle_s=0.0 if r.in_flight else max(0.0, now - r.last_used),
+                # A replica is idle from its last request, or from its load when it has
+                # not served yet: a new one gets a whole window.
+                idle_s=0.0 if r.in_flight else max(0.0, now - max(r.last_used, r.loaded_at or 0)),
                 busy=bool(r.in_flight or r.action_waiters or r.effect or self.waiting.get(model)),
             )
             for r in self.placements_of(model)

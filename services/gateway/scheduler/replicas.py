@@ -56,14 +56,17 @@ def evaluate(s: Fleet, model: str) -> None:
     since = held_since(s.pressure_since.get(model), pressure.over(limits) is not None, now)
     if since is None:
         s.pressure_since.pop(model, None)
+        s.calm_since.setdefault(model, now)
     else:
         s.pressure_since[model] = since
+        s.calm_since.pop(model, None)
     s.metrics.replicas_serving.labels(model).set(sum(r.state == "loaded" for r in replicas))
     s.metrics.replicas_wanted.labels(model).set(s.replica_status(model).wanted)
     intent = decide(replicas, limits, pressure, since, now)
     if intent is None:
-        if since is None and count(replicas) >= limits.min and s.replica_notes.pop(model, None):
-            s.catalogue_dirty = True  # the refused wish is gone with the pressure
+        calm = now - s.calm_since.get(model, now) >= limits.window_s
+        if calm and count(replicas) >= limits.min and s.replica_notes.pop(model, None):
+            s.catalogue_dirty = True  # the refused wish went with a window of no pressure
         return
     if intent.direction == "up":
         scale_up(s, model, intent, limits)
