@@ -37,6 +37,7 @@ class Replica:
     neuron_queued: int = 0  # what the neuron last said waits in its queue
     idle_s: float = 0.0  # since its last request ended
     busy: bool = False  # requests in flight or waiting, or an action on it
+    scaled: bool = False  # scaling started it (not a cold load or a fleet API load)
 
     @property
     def counted(self) -> bool:
@@ -108,7 +109,8 @@ def decide(
     Up: fewer than ``min``; or pressure held for ``window_s``, fewer than ``max``, and no
     replica still loading (its capacity is on the way). Down, never while one is loading:
     more than ``max`` (an idle one goes at once), or, with no pressure, more than
-    ``max(min, 1)`` and one has been idle ``idle_s`` (the longest idle goes).
+    ``max(min, 1)`` and one has been idle ``idle_s`` (the longest idle goes). Only a
+    replica that scaling started is scaled down.
     """
     have = count(replicas)
     loading = any(r.state == "loading" for r in replicas)
@@ -128,7 +130,9 @@ def decide(
             )
     if loading:
         return None  # never scale down while the capacity asked for is on its way
-    idle = [r for r in replicas if r.state == "loaded" and not r.busy]
+    # Only replicas that scaling added go: a placement loaded on demand or by an
+    # operator stays, as it did before replicas (idle TTL still applies to it).
+    idle = [r for r in replicas if r.state == "loaded" and r.scaled and not r.busy]
     if not idle:
         return None
     longest = max(idle, key=lambda r: (r.idle_s, r.neuron))

@@ -93,6 +93,7 @@ class PlacementRecord:
     effect: str | None = None
     retried: bool = False
     wanted: bool = False  # a fleet load action asked for it: load even if no request waits
+    scaled: bool = False  # replica scaling started it, so scaling may take it away
     action_waiters: list[asyncio.Future] = field(default_factory=list)
     changed_at: float = field(default_factory=time.monotonic)
 

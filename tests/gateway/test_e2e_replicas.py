@@ -9,24 +9,22 @@ each says what state it leaves.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
 import sys
-import threading
 
 import httpx
 import pytest
 from support.gateway import start_gateway
 from support.neuron import start_neuron
+from support.streams import HeldStreams
 
 from cortex.common.sse import iter_events
 
 pytestmark = pytest.mark.slow
 
 BUDGET = "600MiB"  # one demo-tiny worker (~370 MB RSS), not two
-NO_EOS = {"2": -100}
 REPLICAS = {
     "queue_depth": 1,
     "queue_wait_s": 30.0,
@@ -35,47 +33,6 @@ REPLICAS = {
     "interval_s": 0.25,
 }
 MODELS = [{"id": "demo-tiny", "max_concurrency": 1, "replicas": {"max": 2}}]
-
-
-class HeldStreams:
-    """``count`` long chat streams through the gateway, read in threads, each sent again
-    when it ends, until closed."""
-
-    def __init__(self, url: str, model: str, count: int) -> None:
-        self._stop = threading.Event()
-        self.chunks = [0] * count
-        self._threads = [
-            threading.Thread(target=self._run, args=(url, model, i), daemon=True)
-            for i in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, url: str, model: str, index: int) -> None:
-        while not self._stop.is_set():
-            self._one(url, model, index)
-
-    def _one(self, url: str, model: str, index: int) -> None:
-        body = {
-            "model": model,
-            "messages": [{"role": "user", "content": f"Tell story number {index}"}],
-            "max_tokens": 1900,
-            "logit_bias": NO_EOS,
-            "stream": True,
-        }
-        with (
-            contextlib.suppress(httpx.HTTPError),
-            httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as r,
-        ):
-            for _ in r.iter_raw():
-                self.chunks[index] += 1
-                if self._stop.is_set():
-                    return
-
-    def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

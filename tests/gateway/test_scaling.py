@@ -18,7 +18,7 @@ BUSY = Pressure(3, 0.0)
 
 
 def loaded(neuron="a", **kw) -> Replica:
-    return Replica(neuron, "loaded", **kw)
+    return Replica(neuron, "loaded", **{"scaled": True, **kw})
 
 
 def test_pressure_counts_the_gateway_queue_and_what_waits_beyond_each_engines_concurrency():
@@ -83,6 +83,15 @@ def test_scale_down_stops_at_min_and_never_takes_a_busy_replica():
     assert decide(busy, LIMITS, CALM, None, 0.0) is None
     # The last replica of a min-0 model is idle TTL's business, not scaling's.
     assert decide([loaded("a", idle_s=999)], LIMITS, CALM, None, 0.0) is None
+
+
+def test_placements_loaded_on_demand_or_by_hand_are_not_scaled_down():
+    replicas = [loaded("a", idle_s=999, scaled=False), loaded("b", idle_s=999, scaled=False)]
+    limits = Limits(0, 1, 2, 5.0, 10.0, 60.0)
+    assert decide(replicas, limits, CALM, None, 0.0) is None
+    mixed = [loaded("a", idle_s=999, scaled=False), loaded("b", idle_s=70)]
+    intent = decide(mixed, LIMITS, CALM, None, 0.0)
+    assert intent is not None and intent.replica == "b"
 
 
 def test_no_scale_down_while_the_new_replica_is_still_loading():

@@ -273,6 +273,7 @@ class Fleet:
                 # not served yet: a new one gets a whole window.
                 idle_s=0.0 if r.in_flight else max(0.0, now - max(r.last_used, r.loaded_at or 0)),
                 busy=bool(r.in_flight or r.action_waiters or r.effect or self.waiting.get(model)),
+                scaled=r.scaled,
             )
             for r in self.placements_of(model)
         ]

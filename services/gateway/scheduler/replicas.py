@@ -110,7 +110,7 @@ def scale_up(s: Fleet, model: str, intent: Intent, limits: Limits) -> None:
     )
     s.metrics.replica_decisions.labels(model, "up", "taken", intent.reason).inc()
     s.last_scale_up[model] = now
-    loading.start_placement(s, model, plan, wanted=True)
+    loading.start_placement(s, model, plan, wanted=True).scaled = True
     s.catalogue_dirty = True
 
 
