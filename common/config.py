@@ -135,6 +135,8 @@ class GatewaySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     responses_db: str = ""
     responses_max_age_days: float = 30.0
     responses_max_count: int = 10000
+    # Route a conversation to the placement that served its prefix (false: least in flight).
+    affinity: bool = True
 
     def __post_init__(self) -> None:
         _check("listen", parse_listen, self.listen)

@@ -38,12 +38,13 @@ def on_acquire(s: Fleet, waiter: Waiter) -> None:
 def grant(s: Fleet, waiter: Waiter) -> Lease | None:
     """A lease on the placement affinity.choose picks (its prefix's, else least in flight)."""
     records = {r.neuron: r for r in s.placements_of(waiter.model)}
+    prefix = waiter.prefix if s.config.gateway.affinity else None
     candidates = [
         Candidate(
             neuron=r.neuron,
             in_flight=r.in_flight,
             concurrency=r.max_concurrency,
-            depth=s.affinity.depth(r.key, waiter.prefix) if waiter.prefix else -1,
+            depth=s.affinity.depth(r.key, prefix) if prefix else -1,
             eligible=r.state == "loaded"
             and r.effect != "unloading"
             and r.neuron not in waiter.exclude
@@ -51,12 +52,12 @@ def grant(s: Fleet, waiter: Waiter) -> Lease | None:
         )
         for r in records.values()
     ]
-    choice = choose(candidates, waiter.prefix)
+    choice = choose(candidates, prefix)
     if choice is None:
         return None
     best = records[choice[0]]
-    if waiter.prefix is not None:
-        s.affinity.remember(best.key, waiter.prefix)
+    if prefix is not None:
+        s.affinity.remember(best.key, prefix)
     s.metrics.routes.labels(best.model, choice[1].split(":")[0]).inc()
     best.in_flight += 1
     best.last_used = time.time()
