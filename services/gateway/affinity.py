@@ -54,7 +54,7 @@ def chain(seed: bytes, parts: Sequence[bytes]) -> tuple[bytes, ...]:
 class _Head(msgspec.Struct):
     messages: list[msgspec.Raw] | None = None
     prompt: str | None = None
-    tools: msgspec.Raw | None = None
+    tools: msgspec.Raw = msgspec.Raw(b"")  # (Raw | None would refuse anything but null)
     prompt_cache_key: str | None = None
 
 
@@ -76,7 +76,7 @@ def from_openai(body: bytes, *, system_breakpoint: bool = False) -> Prefix | Non
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None  # the neuron will say what is wrong with it
     key = head.prompt_cache_key
-    seed = b"key:" + key.encode() if key else b"tools:" + bytes(head.tools or b"")
+    seed = b"key:" + key.encode() if key else b"tools:" + bytes(head.tools)
     if head.messages:
         parts = [bytes(raw) for raw in head.messages]
         leading = 0

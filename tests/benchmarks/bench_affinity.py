@@ -119,7 +119,11 @@ async def conversations(gateway, args) -> dict:
         for before, after in itertools.pairwise(where):
             sticky += before == after
             moves += 1
-    return {"sticky": sticky, "turns": moves, "prompt": prompt, "cached": cached}
+    routes: dict[str, int] = {}
+    for rid in itertools.chain.from_iterable(ids):
+        route = re.search(rf"request {rid} .*?route=(\S+)", log).group(1)
+        routes[route] = routes.get(route, 0) + 1
+    return {"sticky": sticky, "turns": moves, "prompt": prompt, "cached": cached, "routes": routes}
 
 
 def run_mode(args, root: Path, models, affinity: bool) -> dict:
@@ -182,6 +186,7 @@ def main() -> None:
             else:
                 line += "; the neurons report no prefix cache (engine without one)"
             print(line, flush=True)
+            print(f"    routes: {', '.join(f'{k} {v}' for k, v in sorted(f['routes'].items()))}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,16 @@ def test_a_next_turn_extends_the_chain_of_the_last_one():
     assert (turn1.counted_from, turn1.hint) == (2, "messages")
 
 
+def test_tools_seed_the_chain_so_other_tools_mean_another_prefix():
+    tool = {"type": "function", "function": {"name": "read", "parameters": {}}}
+    with_tools = from_openai(body(SYSTEM, user("x"), tools=[tool]))
+    without = from_openai(body(SYSTEM, user("x")))
+    assert with_tools is not None and without is not None
+    assert with_tools.hashes[0] != without.hashes[0]
+    again = from_openai(body(SYSTEM, user("x"), assistant("y"), user("z"), tools=[tool]))
+    assert again is not None and again.hashes[:3] == with_tools.hashes
+
+
 def test_hints_prompt_cache_key_and_cache_control_change_what_counts():
     keyed = from_openai(body(SYSTEM, user("x"), prompt_cache_key="session-1"))
     assert keyed is not None and (keyed.hint, keyed.counted_from) == ("prompt_cache_key", 0)
