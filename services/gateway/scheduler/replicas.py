@@ -65,8 +65,9 @@ def evaluate(s: Fleet, model: str) -> None:
     intent = decide(replicas, limits, pressure, since, now)
     if intent is None:
         calm = now - s.calm_since.get(model, now) >= limits.window_s
-        if calm and count(replicas) >= limits.min and s.replica_notes.pop(model, None):
-            s.catalogue_dirty = True  # the refused wish went with a window of no pressure
+        if calm and count(replicas) >= limits.min and model in s.replica_notes:
+            del s.replica_notes[model]  # the refused wish went with a window of no pressure
+            s.catalogue_dirty = True
         return
     if intent.direction == "up":
         scale_up(s, model, intent, limits)
