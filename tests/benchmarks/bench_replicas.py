@@ -12,8 +12,10 @@ serves and ``--hold-s`` seconds more. Then every client stops.
 
 Prints: when the scale-up was decided, when the replica was loaded and when it served
 its first request (seconds from the start of the ramp and from the decision); TTFT p50
-/ p99 and aggregate completion tok/s at the top stage before and after the replica
-served; and how long after the last request the idle replica was unloaded.
+/ p99 and aggregate completion tok/s before and after the replica served (before:
+requests that started in the top two stages and ended before the replica served;
+after: requests that started after it served); and how long after the last request the
+idle replica was unloaded.
 
 On the 2-core development machine both neurons share the same two cores, so a second
 replica adds queue capacity (more sequences at once), not compute: read the after
@@ -154,13 +156,13 @@ async def bench(args, gateway, neurons) -> None:
     ramp = Ramp(gateway.url, args.max_tokens)
     t0 = time.perf_counter()
     streams = 0
-    top_started = t0
+    stage_starts = [t0]
     level = 1
     while level <= args.max_streams:
         ramp.add(level - streams)
         streams = level
-        top_started = time.perf_counter()
-        print(f"  {top_started - t0:6.1f}s  {streams:3d} streams", flush=True)
+        stage_starts.append(time.perf_counter())
+        print(f"  {stage_starts[-1] - t0:6.1f}s  {streams:3d} streams", flush=True)
         await asyncio.sleep(args.stage_s)
         level *= 2
     with contextlib.suppress(TimeoutError):
@@ -185,8 +187,10 @@ async def bench(args, gateway, neurons) -> None:
     else:
         print()
     split = watch.served or top_ended
-    rows = [("before", top_started, split), ("after", split, top_ended)]
-    print(f"\n{streams} streams, max_tokens {args.max_tokens}:")
+    # Before: the top two stages (the pressure that asked for the replica) until it served.
+    before = stage_starts[-2] if len(stage_starts) > 2 else t0
+    rows = [("before", before, split), ("after", split, top_ended)]
+    print(f"\n{streams // 2}-{streams} streams, max_tokens {args.max_tokens}:")
     print("          requests   TTFT p50    TTFT p99   aggregate tok/s")
     for name, start, end in rows:
         p50, p99, rate, count = figures(ramp.samples, start, end)
