@@ -100,16 +100,14 @@ def scale_up(s: Fleet, model: str, intent: Intent, limits: Limits) -> None:
         )
     s.replica_notes.pop(model, None)
     evicting = f", evicting {', '.join(r.model for r in plan.evict)}" if plan.evict else ""
-    log_event(
+    record_decision(
         s,
-        "replicas",
+        model,
+        intent,
         f"scaling {model} up to {have + 1} (max {limits.max}): loading on {plan.neuron}"
         f"{evicting} ({intent.reason}: {intent.detail})",
-        model=model,
         neuron=plan.neuron,
-        reason=intent.reason,
     )
-    s.metrics.replica_decisions.labels(model, "up", "taken", intent.reason).inc()
     s.last_scale_up[model] = now
     loading.start_placement(s, model, plan, wanted=True).scaled = True
     s.catalogue_dirty = True
@@ -121,32 +119,51 @@ def not_taken(s: Fleet, model: str, intent: Intent, why: str) -> None:
         return
     s.replica_notes[model] = note
     s.catalogue_dirty = True
-    log_event(
+    record_decision(
         s,
-        "replicas",
+        model,
+        intent,
         f"not scaling {model} up ({intent.reason}: {intent.detail}): {why}",
-        level="warning",
-        model=model,
-        reason=intent.reason,
+        taken=False,
     )
-    s.metrics.replica_decisions.labels(model, "up", "not_taken", intent.reason).inc()
 
 
 def scale_down(s: Fleet, model: str, intent: Intent) -> None:
     record = s.placements[(model, intent.replica or "")]
     have = count(s.replica_views(model))
+    record_decision(
+        s,
+        model,
+        intent,
+        f"scaling {model} down to {have - 1}: unloading from {record.neuron} "
+        f"({intent.reason}: {intent.detail})",
+        neuron=record.neuron,
+    )
+    eviction.unload(s, record, f"replica_{intent.reason}", intent.detail)
+    s.catalogue_dirty = True
+
+
+def record_decision(
+    s: Fleet,
+    model: str,
+    intent: Intent,
+    message: str,
+    *,
+    taken: bool = True,
+    neuron: str | None = None,
+) -> None:
+    """A decision (or one not taken) in the fleet log and the decisions counter."""
     log_event(
         s,
         "replicas",
-        f"scaling {model} down to {have - 1}: unloading from {record.neuron} "
-        f"({intent.reason}: {intent.detail})",
+        message,
+        level="info" if taken else "warning",
         model=model,
-        neuron=record.neuron,
+        neuron=neuron,
         reason=intent.reason,
     )
-    s.metrics.replica_decisions.labels(model, "down", "taken", intent.reason).inc()
-    eviction.unload(s, record, f"replica_{intent.reason}", intent.detail)
-    s.catalogue_dirty = True
+    outcome = "taken" if taken else "not_taken"
+    s.metrics.replica_decisions.labels(model, intent.direction, outcome, intent.reason).inc()
 
 
 def on_set(s: Fleet, message: SetReplicas) -> None:
