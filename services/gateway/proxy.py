@@ -28,6 +28,7 @@ import msgspec
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import Timings, Usage
+from cortex.services.gateway.affinity import Prefix
 from cortex.services.gateway.anthropic import error_from_openai
 from cortex.services.gateway.neuron_client import NeuronUnreachable
 from cortex.services.gateway.plumbing import ClientGone, unless_client_leaves
@@ -59,6 +60,7 @@ class Meter:
         "model",
         "reported",
         "request_id",
+        "route",
         "started",
         "tail",
     )
@@ -75,6 +77,7 @@ class Meter:
         self.events = 0
         self.tail: deque[bytes] = deque(maxlen=4)
         self.reported = False
+        self.route = ""  # how the scheduler chose its placement (affinity.choose)
 
     def feed(self, chunk: bytes) -> None:
         if self.first_token_at is None and _FIRST_TOKEN.search(chunk):
@@ -152,11 +155,12 @@ class Meter:
             decode_rate=rate,
         )
         log.info(
-            "request %s model=%s neuron=%s endpoint=%s status=%d prompt=%d completion=%d "
-            "ttft_ms=%s total_ms=%.1f",
+            "request %s model=%s neuron=%s route=%s endpoint=%s status=%d prompt=%d "
+            "completion=%d ttft_ms=%s total_ms=%.1f",
             self.request_id or "-",
             self.model,
             neuron or "-",
+            self.route or "-",
             self.endpoint,
             status,
             prompt,
@@ -187,12 +191,24 @@ class Upstream:
     every path: answer, refusal, timeout, a neuron gone, the client gone.
     """
 
-    __slots__ = ("closed", "lease", "model", "request_id", "response", "scheduler", "waiter")
+    __slots__ = (
+        "closed",
+        "lease",
+        "model",
+        "prefix",
+        "request_id",
+        "response",
+        "scheduler",
+        "waiter",
+    )
 
-    def __init__(self, scheduler, model: str, request_id: str) -> None:
+    def __init__(
+        self, scheduler, model: str, request_id: str, prefix: Prefix | None = None
+    ) -> None:
         self.scheduler = scheduler
         self.model = model
         self.request_id = request_id
+        self.prefix = prefix  # its conversation's prefix, for affinity (a retry too)
         self.waiter: Waiter | None = None
         self.lease: Lease | None = None
         self.response: UpstreamResponse | None = None
@@ -232,9 +248,11 @@ class Upstream:
                 self.scheduler.abandon(waiter)
 
 
-async def decide(gateway, model: str, request_id: str, exclude=frozenset()) -> Lease | Waiter:
+async def decide(
+    gateway, model: str, request_id: str, exclude=frozenset(), prefix: Prefix | None = None
+) -> Lease | Waiter:
     """Ask the scheduler; a Lease now, a queued Waiter, or a CortexError (503, 404...)."""
-    waiter = gateway.scheduler.acquire(model, request_id, exclude)
+    waiter = gateway.scheduler.acquire(model, request_id, exclude, prefix)
     try:
         decision = await waiter.decision
     except asyncio.CancelledError:
@@ -246,12 +264,15 @@ async def decide(gateway, model: str, request_id: str, exclude=frozenset()) -> L
     return decision
 
 
-async def admit(gateway, model: str, request_id: str, meter: Meter) -> Upstream:
+async def admit(
+    gateway, model: str, request_id: str, meter: Meter, prefix: Prefix | None = None
+) -> Upstream:
     """:func:`decide` for a client's request, as the :class:`Upstream` that owns the
-    outcome; a refusal is reported on ``meter`` and raised."""
-    upstream = Upstream(gateway.scheduler, model, request_id)
+    outcome; a refusal is reported on ``meter`` and raised. ``prefix`` (affinity.py)
+    steers it to the placement that served its conversation."""
+    upstream = Upstream(gateway.scheduler, model, request_id, prefix)
     try:
-        upstream.hold(await decide(gateway, model, request_id))
+        upstream.hold(await decide(gateway, model, request_id, prefix=prefix))
     except CortexError as exc:
         meter.report(exc.status)
         raise
@@ -307,6 +328,7 @@ async def obtain(
                 yield ping
         lease = upstream.lease
         assert lease is not None
+        exchange.meter.route = lease.route
         try:
             upstream.response = await gateway.pool[lease.neuron].open(
                 exchange.path, exchange.body, exchange.headers
@@ -324,7 +346,9 @@ async def obtain(
                 ) from None
             gateway.metrics.retries.labels(lease.neuron).inc()
             exclude = exclude | {lease.neuron}
-            upstream.hold(await decide(gateway, upstream.model, upstream.request_id, exclude))
+            upstream.hold(
+                await decide(gateway, upstream.model, upstream.request_id, exclude, upstream.prefix)
+            )
 
 
 async def refusal(gateway, upstream: Upstream, meter: Meter) -> CortexError:

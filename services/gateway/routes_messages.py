@@ -20,6 +20,7 @@ from litestar import Request, Response, post
 from cortex.common import anthropic as a
 from cortex.common.errors import CortexError, decode_body
 from cortex.common.openai import ChatCompletion
+from cortex.services.gateway import affinity
 from cortex.services.gateway.anthropic import (
     StreamTranslator,
     count_tokens_response,
@@ -63,9 +64,10 @@ async def messages(request: Request) -> Response:
     meter = Meter(gateway, model, "messages", started, rid)
     reply_headers = {"x-request-id": rid}
     exchange = Exchange(CHAT_PATH, body, headers, meter)
+    prefix = affinity.from_openai(body, system_breakpoint=affinity.caches_system(req))
     # What admit returns is handed straight on: fetch_whole / open_stream own it.
     if not req.stream:
-        upstream = await admit(gateway, model, rid, meter)
+        upstream = await admit(gateway, model, rid, meter, prefix)
         return await _whole(request, gateway, upstream, req, exchange, reply_headers)
     translator = StreamTranslator(req, model=req.model)
 
@@ -82,7 +84,7 @@ async def messages(request: Request) -> Response:
         )
 
     dialect = StreamDialect(keepalive=translator.ping, fail=translator.error, answer=answer)
-    upstream = await admit(gateway, model, rid, meter)
+    upstream = await admit(gateway, model, rid, meter, prefix)
     stream = await open_stream(gateway, upstream, exchange, dialect, request)
     return sse_response(stream, reply_headers)
 

@@ -16,6 +16,7 @@ from litestar import Request, Response, get, post
 from cortex.common.errors import CortexError, openai_error_body
 from cortex.common.openai import ModelCard, ModelList
 from cortex.common.sse import DONE, PING
+from cortex.services.gateway import affinity
 from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
     ClientGone,
@@ -115,11 +116,12 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
     headers = upstream_headers(rid, head.stream)
     reply_headers = {"x-request-id": rid}
     exchange = Exchange(path, body, headers, meter)
+    prefix = affinity.from_openai(body)
     # What admit returns is handed straight on: fetch_whole / open_stream own it.
     if not head.stream:
         try:
             data, _ = await fetch_whole(
-                request, gateway, await admit(gateway, model, rid, meter), exchange
+                request, gateway, await admit(gateway, model, rid, meter, prefix), exchange
             )
         except ClientGone:
             return Response(content=b"", status_code=499)
@@ -131,6 +133,6 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         fail=openai_error_event,
         answer=lambda upstream: relay(gateway, upstream, meter, fail=openai_error_event),
     )
-    upstream = await admit(gateway, model, rid, meter)
+    upstream = await admit(gateway, model, rid, meter, prefix)
     stream = await open_stream(gateway, upstream, exchange, dialect, request)
     return sse_response(stream, reply_headers)

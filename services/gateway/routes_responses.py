@@ -20,6 +20,7 @@ from litestar.params import Parameter
 
 from cortex.common import responses as r
 from cortex.common.errors import CortexError, decode_body
+from cortex.services.gateway import affinity
 from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
     ClientGone,
@@ -61,12 +62,14 @@ async def create_response(request: Request) -> Response:
     turn = await start_turn(gateway.responses, req)
     chat = to_chat_request(req, turn.context, turn.functions, model=model, inherited=turn.inherited)
     meter = Meter(gateway, model, "responses", started, rid)
-    exchange = Exchange(CHAT_PATH, _encoder.encode(chat), upstream_headers(rid, req.stream), meter)
+    body = _encoder.encode(chat)
+    exchange = Exchange(CHAT_PATH, body, upstream_headers(rid, req.stream), meter)
+    prefix = affinity.from_openai(body)
     reply_headers = {"x-request-id": rid}
     # What admit returns is handed straight on: fetch_whole / open_stream own it.
     if not req.stream:
         try:
-            upstream = await admit(gateway, model, rid, meter)
+            upstream = await admit(gateway, model, rid, meter, prefix)
             data, neuron = await fetch_whole(request, gateway, upstream, exchange)
         except ClientGone:
             return Response(content=b"", status_code=499)
@@ -106,7 +109,7 @@ async def create_response(request: Request) -> Response:
 
     dialect = StreamDialect(keepalive=translator.ping, fail=fail, answer=answer)
     try:
-        upstream = await admit(gateway, model, rid, meter)
+        upstream = await admit(gateway, model, rid, meter, prefix)
         stream = await open_stream(gateway, upstream, exchange, dialect, request)
     except CortexError as exc:
         raise in_responses_terms(exc) from None
