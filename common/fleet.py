@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from cortex.common.neuron import Device, LoadProgress
+from cortex.common.neuron import Device, LoadProgress, PrefixCacheStatus
 
 PlacementState = Literal["loading", "loaded", "unloading", "failed"]
 LogKind = Literal[
@@ -39,17 +39,6 @@ class FleetNeuron(msgspec.Struct, omit_defaults=True):
     error: str | None = None  # why it is down
 
 
-class PrefixCache(msgspec.Struct, omit_defaults=True):
-    """A placement's engine prefix cache, as its neuron last reported it."""
-
-    budget_bytes: int = 0
-    size_bytes: int = 0
-    entries: int = 0
-    lookups: int = 0  # requests that looked for a cached prefix
-    hits: int = 0  # of those, how many reused one
-    cached_tokens: int = 0  # prompt tokens reused instead of computed, over all hits
-
-
 class Placement(msgspec.Struct, omit_defaults=True):
     """A model loaded (or loading) on one neuron, with live figures."""
 
@@ -73,7 +62,7 @@ class Placement(msgspec.Struct, omit_defaults=True):
     error: str | None = None
     max_concurrency: int = 0  # sequences its engine runs at once
     forwards_total: int = 0  # the engine's model forward passes
-    prefix_cache: PrefixCache | None = None
+    prefix_cache: PrefixCacheStatus | None = None  # as the neuron reports it
     affinity_prefixes: int = 0  # conversation prefixes the gateway routes here
 
 

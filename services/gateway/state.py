@@ -10,11 +10,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import msgspec
-
 from cortex.common.errors import CortexError
-from cortex.common.fleet import FleetNeuron, Placement, PrefixCache
-from cortex.common.neuron import Device, LoadedModel, LoadProgress, ModelFile
+from cortex.common.fleet import FleetNeuron, Placement
+from cortex.common.neuron import Device, LoadedModel, LoadProgress, ModelFile, PrefixCacheStatus
 from cortex.services.gateway.affinity import Prefix
 
 
@@ -85,7 +83,7 @@ class PlacementRecord:
     completion_tokens_total: int = 0
     max_concurrency: int = 1
     forwards_total: int = 0
-    prefix_cache: PrefixCache | None = None
+    prefix_cache: PrefixCacheStatus | None = None
     loaded_at: float | None = None
     last_used: float = field(default_factory=time.time)
     progress: LoadProgress | None = None
@@ -133,12 +131,8 @@ class PlacementRecord:
         self.requests_total = loaded.requests_total
         self.completion_tokens_total = loaded.completion_tokens_total
         self.max_concurrency = loaded.max_concurrency
-        # Neurons with an engine prefix cache report these (older ones do not).
-        self.forwards_total = getattr(loaded, "forwards_total", 0)
-        cache = getattr(loaded, "prefix_cache", None)
-        self.prefix_cache = (
-            None if cache is None else msgspec.convert(cache, PrefixCache, from_attributes=True)
-        )
+        self.forwards_total = loaded.forwards_total
+        self.prefix_cache = loaded.prefix_cache
         self.loaded_at = loaded.loaded_at
         self.progress = loaded.progress
         self.error = loaded.error

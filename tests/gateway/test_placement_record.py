@@ -5,35 +5,19 @@ from __future__ import annotations
 import msgspec
 
 from cortex.common.fleet import Placement
-from cortex.common.neuron import LoadedModel
+from cortex.common.neuron import LoadedModel, PrefixCacheStatus
 from cortex.services.gateway.state import PlacementRecord
 
 
-class NeuronCache(msgspec.Struct):
-    """The shape the engine branch's neurons report (common/neuron.py PrefixCacheStatus)."""
-
-    budget_bytes: int
-    size_bytes: int = 0
-    entries: int = 0
-    lookups: int = 0
-    hits: int = 0
-    cached_tokens: int = 0
-
-
-class LoadedWithCache(LoadedModel, kw_only=True):
-    forwards_total: int = 0
-    prefix_cache: NeuronCache | None = None
-
-
 def test_prefix_cache_and_forwards_reach_the_fleet_wire():
-    loaded = LoadedWithCache(
+    loaded = LoadedModel(
         id="m",
         state="loaded",
         backend="transformers",
         devices=["cpu"],
         max_concurrency=4,
         forwards_total=120,
-        prefix_cache=NeuronCache(1 << 30, 5 << 20, 3, 10, 7, 4096),
+        prefix_cache=PrefixCacheStatus(1 << 30, 5 << 20, 3, 10, 7, 4096),
     )
     record = PlacementRecord("m", "a", "loading", 1)
     record.apply(loaded)
