@@ -1,7 +1,7 @@
 """Prefix-cache hit rate with conversation affinity vs least-in-flight routing.
 
     .venv/bin/python tests/benchmarks/bench_affinity.py [--system-chars 16000] [--turns 5]
-        [--conversations 4] [--max-tokens 16]
+        [--turn-chars 0] [--conversations 4] [--max-tokens 16]
 
 Four Claude Code-like conversations (a long system prompt plus tools, then turns that
 each add the previous answer and a new user message) run interleaved: each round sends
@@ -57,6 +57,12 @@ def system_prompt(chars: int) -> str:
     return (line * (chars // len(line) + 1))[:chars]
 
 
+def tool_output(conversation: int, number: int, chars: int) -> str:
+    """A user turn carrying what a tool printed: this conversation's own history."""
+    line = f"conversation {conversation} turn {number + 2}: src/module_{number}.py line ok\n"
+    return f"Turn {number + 2}, the tool printed:\n" + (line * (chars // len(line) + 1))[:chars]
+
+
 async def turn(client, messages, max_tokens) -> tuple[str, str, int, int]:
     """(request id, answer, prompt tokens, cached tokens)."""
     body = {"model": MODEL, "messages": messages, "tools": TOOLS, "max_tokens": max_tokens}
@@ -107,7 +113,7 @@ async def conversations(gateway, args) -> dict:
                 ids[i].append(rid)
                 chats[i] += [
                     {"role": "assistant", "content": answer},
-                    {"role": "user", "content": f"Turn {number + 2}: and the next step?"},
+                    {"role": "user", "content": tool_output(i, number, args.turn_chars)},
                 ]
                 if number:
                     prompt += p
@@ -159,6 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--system-chars", type=int, default=16000)
     parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--turn-chars", type=int, default=0, help="tool output added a turn")
     parser.add_argument("--conversations", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args()
@@ -170,7 +177,8 @@ def main() -> None:
         models = make_demo_models(root / "models")
         print(
             f"{args.conversations} conversations x {args.turns} turns, interleaved; "
-            f"system prompt {args.system_chars} chars + {len(TOOLS)} tools; {MODEL} on 2 neurons"
+            f"system prompt {args.system_chars} chars + {len(TOOLS)} tools, "
+            f"{args.turn_chars} chars of tool output a turn; {MODEL} on 2 neurons"
         )
         for affinity in (True, False):
             f = run_mode(args, root, models, affinity)
