@@ -135,6 +135,9 @@ class GatewaySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     responses_db: str = ""
     responses_max_age_days: float = 30.0
     responses_max_count: int = 10000
+    # Lower a max_tokens that does not fit the model's context to what fits, instead of
+    # answering 400 (a profile's clamp_max_tokens overrides this per model).
+    clamp_max_tokens: bool = False
 
     def __post_init__(self) -> None:
         _check("listen", parse_listen, self.listen)
@@ -228,6 +231,7 @@ class ModelProfile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cache_type: Literal["fp16", "q8", "q6", "q4"] | None = None
     max_concurrency: int | None = None
     memory_estimate: int | str | None = None  # override of the computed estimate
+    clamp_max_tokens: bool | None = None  # None: gateway.clamp_max_tokens
 
     def __post_init__(self) -> None:
         _require("id", bool(self.id.strip()), "must not be empty")

@@ -60,12 +60,19 @@ def request_id(request: Request) -> str:
     return rid
 
 
-def upstream_headers(request_id: str, stream: bool) -> dict[str, str]:
-    return {
+CLAMP_HEADER = "x-cortex-clamp-max-tokens"  # asks the neuron to lower max_tokens to fit
+CLAMPED_HEADER = "x-cortex-max-tokens-clamped"  # the neuron's answer: the lowered value
+
+
+def upstream_headers(request_id: str, stream: bool, clamp: bool = False) -> dict[str, str]:
+    headers = {
         "content-type": "application/json",
         "accept": "text/event-stream" if stream else "application/json",
         "x-request-id": request_id,
     }
+    if clamp:
+        headers[CLAMP_HEADER] = "1"
+    return headers
 
 
 def resolve_model(gateway, name: str) -> str:

@@ -22,7 +22,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -30,7 +30,7 @@ from cortex.common.errors import CortexError
 from cortex.common.openai import Timings, Usage
 from cortex.services.gateway.anthropic import error_from_openai
 from cortex.services.gateway.neuron_client import NeuronUnreachable
-from cortex.services.gateway.plumbing import ClientGone, unless_client_leaves
+from cortex.services.gateway.plumbing import CLAMPED_HEADER, ClientGone, unless_client_leaves
 from cortex.services.gateway.state import Lease, Waiter
 from cortex.services.gateway.upstream import UpstreamError, UpstreamResponse
 
@@ -174,6 +174,9 @@ class Exchange:
     body: bytes
     headers: dict[str, str]
     meter: Meter
+    # Headers of the neuron's answer the client sees too (the clamped max_tokens); filled
+    # when the neuron answers, so a stream that waited for a load has none of them.
+    reply_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -271,6 +274,9 @@ async def obtain(
             out.response = await gateway.pool[lease.neuron].open(
                 exchange.path, exchange.body, exchange.headers
             )
+            clamped = out.response.header(CLAMPED_HEADER.encode())
+            if clamped is not None:
+                exchange.reply_headers[CLAMPED_HEADER] = clamped.decode("latin-1")
             return
         except NeuronUnreachable as exc:
             out.lease = None

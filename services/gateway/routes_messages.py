@@ -7,7 +7,9 @@ ignored (Claude Code sends both).
 
 count_tokens never loads a model: it asks a neuron where the model is loaded, else any
 healthy neuron that has it on disk, whose ``/tokenize`` runs the model's own chat
-template with just its tokenizer.
+template with just its tokenizer. A prompt that does not fit the model's context (the
+loaded one's, else the one a load would get) is Anthropic's ``prompt is too long`` 400,
+as /v1/messages would answer it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 
 from cortex.common import anthropic as a
-from cortex.common.errors import CortexError, decode_body
+from cortex.common.errors import CortexError, anthropic_overflow_message, decode_body
 from cortex.common.openai import ChatCompletion
 from cortex.services.gateway.anthropic import (
     StreamTranslator,
@@ -29,6 +31,7 @@ from cortex.services.gateway.anthropic import (
     to_tokenize_request,
 )
 from cortex.services.gateway.auth import require_client
+from cortex.services.gateway.estimate import context_for
 from cortex.services.gateway.plumbing import (
     SSE_HEADERS,
     ClientGone,
@@ -60,7 +63,7 @@ async def messages(request: Request) -> Response:
     req = decode_body(await request.body(), a.MessagesRequest)
     model = resolve_model(gateway, req.model)
     body = _encoder.encode(to_openai_request(req, model=model))
-    headers = upstream_headers(rid, req.stream)
+    headers = upstream_headers(rid, req.stream, gateway.settings.clamps_max_tokens(model))
     meter = Meter(gateway, model, "messages", started, rid)
     ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
@@ -83,7 +86,8 @@ async def messages(request: Request) -> Response:
 
     dialect = StreamDialect(keepalive=translator.ping, fail=translator.error, answer=answer)
     stream = await open_stream(gateway, ticket, exchange, dialect)
-    return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
+    headers = {**SSE_HEADERS, **reply_headers, **exchange.reply_headers}
+    return Stream(stream, media_type="text/event-stream", headers=headers)
 
 
 async def _whole(request, gateway, ticket, req, exchange, reply_headers) -> Response:
@@ -99,7 +103,9 @@ async def _whole(request, gateway, ticket, req, exchange, reply_headers) -> Resp
         ) from None
     message = from_openai_response(completion, req, model=req.model)
     return Response(
-        content=_encoder.encode(message), media_type="application/json", headers=reply_headers
+        content=_encoder.encode(message),
+        media_type="application/json",
+        headers={**reply_headers, **exchange.reply_headers},
     )
 
 
@@ -111,13 +117,14 @@ async def count_tokens(request: Request) -> Response:
     model = resolve_model(gateway, req.model)
     scheduler = gateway.scheduler
     loaded = scheduler.loaded_neurons(model)
+    limit = None
     if loaded:
         neuron, name = loaded[0], model
     else:
         profile = gateway.settings.profiles.get(model)
         path = profile.neuron_path if profile else model
         holders = [
-            (v.name, file.id)
+            (v.name, file)
             for v in scheduler.neurons.values()
             if v.up and (file := v.has_file(path)) is not None and scheduler.allowed(v, model)
         ]
@@ -128,8 +135,17 @@ async def count_tokens(request: Request) -> Response:
                 "neuron that has it on disk is up. Check GET /fleet.",
                 code="model_unavailable_all_down",
             )
-        neuron, name = holders[0]
+        neuron, file = holders[0]
+        name, limit = file.id, context_for(file, profile)
     counted = await gateway.pool[neuron].tokenize(to_tokenize_request(req, model=name))
+    limit = limit or counted.max_seq_len
+    if limit and counted.count >= limit:
+        raise CortexError(
+            400,
+            anthropic_overflow_message(counted.count, 0, limit),
+            code="context_length_exceeded",
+            param="messages",
+        )
     return Response(
         content=_encoder.encode(count_tokens_response(counted)),
         media_type="application/json",

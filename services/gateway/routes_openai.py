@@ -112,7 +112,7 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
     if model != head.model:
         body = replace_model(body, model)
     meter = Meter(gateway, model, endpoint, started, rid)
-    headers = upstream_headers(rid, head.stream)
+    headers = upstream_headers(rid, head.stream, gateway.settings.clamps_max_tokens(model))
     ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
     exchange = Exchange(path, body, headers, meter)
@@ -122,7 +122,10 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         except ClientGone:
             return Response(content=b"", status_code=499)
         return Response(
-            content=data, status_code=200, media_type="application/json", headers=reply_headers
+            content=data,
+            status_code=200,
+            media_type="application/json",
+            headers={**reply_headers, **exchange.reply_headers},
         )
     dialect = StreamDialect(
         keepalive=lambda: PING,
@@ -130,4 +133,5 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         answer=lambda upstream: relay(gateway, upstream, meter, fail=openai_error_event),
     )
     stream = await open_stream(gateway, ticket, exchange, dialect)
-    return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
+    headers = {**SSE_HEADERS, **reply_headers, **exchange.reply_headers}
+    return Stream(stream, media_type="text/event-stream", headers=headers)

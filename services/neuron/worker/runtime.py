@@ -301,15 +301,18 @@ def read_requests(stdin: Reader, out: FrameWriter, loop: EngineLoop, factory) ->
         elif isinstance(message, p.Generate):
             try:
                 if message.endpoint == "chat":
-                    job = factory.chat(message.rid, message.body)
+                    job = factory.chat(message.rid, message.body, message.clamp_max_tokens)
                 else:
-                    job = factory.completion(message.rid, message.body)
+                    job = factory.completion(message.rid, message.body, message.clamp_max_tokens)
             except Exception as exc:
                 out.send(p.Rejected(rid=message.rid, **error_fields(exc)))
                 continue
             out.send(
                 p.Accepted(
-                    rid=job.rid, prompt_tokens=job.prompt_tokens, max_tokens=job.seq.max_new_tokens
+                    rid=job.rid,
+                    prompt_tokens=job.prompt_tokens,
+                    max_tokens=job.seq.max_new_tokens,
+                    clamped=job.clamped,
                 )
             )
             loop.submit(job)

@@ -1,0 +1,125 @@
+"""What real clients rely on, end to end: one real CPU neuron, a real gateway, the
+official SDKs and raw HTTP where a client's exact behaviour matters (Claude Code's
+context recovery texts, SDK model lookups, LangChain's close after [DONE], the log).
+
+demo-tiny has 2048 positions; ``clamped-tiny`` is the same files with
+``clamp_max_tokens``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import anthropic
+import httpx
+import openai
+import pytest
+from support.gateway import start_gateway
+from support.neuron import start_neuron
+
+pytestmark = pytest.mark.slow
+
+MODELS = [
+    {"id": "demo-tiny"},
+    {"id": "clamped-tiny", "path": "demo-tiny", "clamp_max_tokens": True},
+]
+HI = [{"role": "user", "content": "hi"}]
+LONG = [{"role": "user", "content": "word " * 2100}]
+INPUT_TOO_LONG = re.compile(
+    r"^input length and `max_tokens` exceed context limit: (\d+) \+ (\d+) > (\d+), "
+    r"decrease input length or `max_tokens` and try again$"
+)
+PROMPT_TOO_LONG = re.compile(r"^prompt is too long: (\d+) tokens > (\d+) maximum$")
+
+
+@pytest.fixture(scope="module")
+def neuron(demo_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("clients")
+    models = root / "models"
+    models.mkdir()
+    (models / "demo-tiny").symlink_to(demo_models.tiny, target_is_directory=True)
+    with start_neuron(models, root / "neuron") as neuron:
+        yield neuron
+
+
+@pytest.fixture(scope="module")
+def gateway(neuron, tmp_path_factory):
+    work = tmp_path_factory.mktemp("gateway")
+    with start_gateway(work, neurons={"n": neuron.url}, models=MODELS) as gateway:
+        gateway.wait_neurons_up()
+        yield gateway
+
+
+def claude(gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+
+
+def oai(gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+
+
+# --------------------------------------------------------------------------- context
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_max_tokens_beyond_the_context_gets_anthropics_exact_text(gateway, stream):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude(gateway).messages.create(
+            model="demo-tiny", max_tokens=32000, messages=HI, stream=stream, timeout=60
+        )
+    error = caught.value
+    assert error.status_code == 400 and error.body["error"]["type"] == "invalid_request_error"
+    found = INPUT_TOO_LONG.match(error.body["error"]["message"])
+    assert found, error.body
+    prompt, max_tokens, limit = (int(n) for n in found.groups())
+    assert (max_tokens, limit) == (32000, 2048) and 0 < prompt < 100
+    # What Claude Code then retries with fits.
+    retry = claude(gateway).messages.create(
+        model="demo-tiny", max_tokens=limit - prompt, messages=HI, extra_body={"temperature": 0}
+    )
+    assert retry.usage.input_tokens == prompt
+
+
+def test_a_prompt_beyond_the_context_is_prompt_is_too_long_on_messages_and_count_tokens(
+    gateway,
+):
+    client = claude(gateway)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model="demo-tiny", max_tokens=10, messages=LONG)
+    found = PROMPT_TOO_LONG.match(caught.value.body["error"]["message"])
+    assert found and int(found[2]) == 2048 and int(found[1]) > 2048, caught.value.body
+    with pytest.raises(anthropic.BadRequestError) as counted:
+        client.messages.count_tokens(model="demo-tiny", messages=LONG)
+    assert counted.value.body["error"]["message"] == caught.value.body["error"]["message"]
+    assert counted.value.body["error"]["type"] == "invalid_request_error"
+    # The OpenAI dialect keeps OpenAI's wording.
+    with pytest.raises(openai.BadRequestError) as wording:
+        oai(gateway).chat.completions.create(model="demo-tiny", max_tokens=10, messages=LONG)
+    assert wording.value.code == "context_length_exceeded"
+    assert "maximum context length is 2048 tokens" in wording.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_clamp_max_tokens_lowers_it_to_what_fits_and_says_so_in_a_header(gateway, stream):
+    raw = claude(gateway).messages.with_raw_response.create(
+        model="clamped-tiny",
+        max_tokens=32000,
+        messages=HI,
+        stream=stream,
+        extra_body={"temperature": 0},
+        timeout=60,
+    )
+    clamped = int(raw.headers["x-cortex-max-tokens-clamped"])
+    counted = claude(gateway).messages.count_tokens(model="clamped-tiny", messages=HI)
+    assert clamped == 2048 - counted.input_tokens
+    raw.parse()  # the answer is whole
+    chat = oai(gateway).chat.completions.with_raw_response.create(
+        model="clamped-tiny", max_tokens=4000, messages=HI, stream=stream
+    )
+    assert int(chat.headers["x-cortex-max-tokens-clamped"]) == clamped
+    # A max_tokens that fits is left alone, and says nothing.
+    fits = oai(gateway).chat.completions.with_raw_response.create(
+        model="clamped-tiny", max_tokens=5, messages=HI
+    )
+    assert "x-cortex-max-tokens-clamped" not in fits.headers
+    assert fits.parse().usage.completion_tokens <= 5
