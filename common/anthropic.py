@@ -387,3 +387,22 @@ StreamEvent = (
 def event_name(event: StreamEvent) -> str:
     """The SSE event name of a stream event (its ``type`` tag)."""
     return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- models API
+
+
+class ModelInfo(msgspec.Struct, kw_only=True):
+    """One model of ``GET /v1/models`` (Anthropic's shape, when ``anthropic-version`` is sent)."""
+
+    type: Literal["model"] = "model"
+    id: str
+    display_name: str
+    created_at: str  # RFC 3339
+
+
+class ModelInfoList(msgspec.Struct, kw_only=True):
+    data: list[ModelInfo]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None

@@ -1,4 +1,4 @@
-"""OpenAI routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``.
+"""OpenAI routes: ``POST /v1/chat/completions``, ``POST /v1/completions``.
 
 Bodies go upstream as the client sent them (only ``model`` is rewritten when an alias
 was used) and answers come back byte for byte. A stream whose model is loaded answers
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import time
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, post
 from litestar.response import Stream
 
 from cortex.common.errors import CortexError, openai_error_body
-from cortex.common.openai import ModelCard, ModelList
 from cortex.common.sse import PING
 from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
@@ -40,55 +39,6 @@ from cortex.services.gateway.proxy import (
 
 def openai_error_event(error: CortexError) -> bytes:
     return b"data: " + openai_error_body(error) + b"\n\n"
-
-
-@get("/v1/models", sync_to_thread=False)
-def list_models(request: Request) -> Response:
-    require_client(request)
-    gateway = request.app.state.gateway
-    return Response(
-        content=ModelList(data=model_cards(gateway)),
-        media_type="application/json",
-    )
-
-
-def model_cards(gateway) -> list[ModelCard]:
-    scheduler = gateway.scheduler
-    cards = []
-    for entry in scheduler.catalogue():
-        records = scheduler.placements_of(entry.id)
-        up = {n for n, v in scheduler.neurons.items() if v.up}
-        loaded_on = [r.neuron for r in records if r.state == "loaded" and r.neuron in up]
-        loading = [r for r in records if r.state == "loading" and r.neuron in up]
-        available_up = [n for n in entry.available_on if n in up]
-        if loaded_on:
-            state = "loaded"
-        elif loading:
-            state = "loading"
-        elif available_up:
-            state = "available"
-        else:
-            state = "unavailable"
-        extra: dict = {
-            "state": state,
-            "loaded_on": loaded_on,
-            "available_on": entry.available_on,
-            "pinned": entry.pinned,
-        }
-        if loading:
-            extra["loading_on"] = [r.neuron for r in loading]
-            progress = loading[0].progress
-            extra["progress"] = progress.fraction if progress is not None else 0.0
-        if entry.memory_estimate is not None:
-            extra["memory_estimate"] = entry.memory_estimate
-        if entry.max_seq_len is not None:
-            extra["max_seq_len"] = entry.max_seq_len
-        created = min((int(r.loaded_at) for r in records if r.loaded_at), default=0)
-        cards.append(ModelCard(id=entry.id, created=created, cortex=extra))
-    for alias, target in gateway.settings.config.aliases.items():
-        if not any(ch in alias for ch in "*?[") and not scheduler.model_known(alias):
-            cards.append(ModelCard(id=alias, cortex={"state": "alias", "alias_of": target}))
-    return cards
 
 
 @post("/v1/chat/completions", status_code=200)

@@ -45,7 +45,8 @@ def neuron(demo_models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def gateway(neuron, tmp_path_factory):
     work = tmp_path_factory.mktemp("gateway")
-    with start_gateway(work, neurons={"n": neuron.url}, models=MODELS) as gateway:
+    config = {"aliases": {"claude-*": "demo-tiny"}}
+    with start_gateway(work, neurons={"n": neuron.url}, models=MODELS, config=config) as gateway:
         gateway.wait_neurons_up()
         yield gateway
 
@@ -123,3 +124,47 @@ def test_clamp_max_tokens_lowers_it_to_what_fits_and_says_so_in_a_header(gateway
     )
     assert "x-cortex-max-tokens-clamped" not in fits.headers
     assert fits.parse().usage.completion_tokens <= 5
+
+
+# --------------------------------------------------------------------------- models API
+
+
+def test_openai_sdk_retrieves_a_model_and_an_alias(gateway):
+    client = oai(gateway)
+    model = client.models.retrieve("demo-tiny")
+    assert (model.id, model.object, model.owned_by) == ("demo-tiny", "model", "cortex")
+    assert model.model_extra["cortex"]["available_on"] == ["n"]
+    alias = client.models.retrieve("claude-sonnet-4-5")
+    assert alias.model_extra["cortex"] == {"state": "alias", "alias_of": "demo-tiny"}
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    assert caught.value.code == "model_not_found" and "no-such-model" in caught.value.message
+
+
+def test_anthropic_sdk_lists_pages_and_retrieves_models(gateway):
+    client = claude(gateway)
+    listed = client.models.list()
+    ids = [m.id for m in listed.data]
+    assert ids == [m.id for m in oai(gateway).models.list().data] == ["demo-tiny", "clamped-tiny"]
+    for info in listed.data:
+        assert info.type == "model" and info.display_name == info.id
+        assert info.created_at.tzinfo is not None
+    assert (listed.has_more, listed.first_id, listed.last_id) == (False, ids[0], ids[-1])
+    first = client.models.list(limit=1)
+    assert [m.id for m in first.data] == ids[:1] and first.has_more
+    assert [m.id for page in first.iter_pages() for m in page.data] == ids
+    assert client.models.retrieve("demo-tiny").id == "demo-tiny"
+    assert client.models.retrieve("claude-opus-4-8").display_name == "claude-opus-4-8"
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "not_found_error"
+
+
+def test_the_front_door_answers_head_and_get(gateway):
+    head = httpx.head(gateway.url + "/")
+    assert head.status_code == 200 and head.content == b""
+    about = httpx.get(gateway.url + "/")
+    assert about.status_code == 200
+    assert about.json()["name"] == "cortex-gateway"
+    assert "POST /v1/messages" in about.json()["endpoints"]
