@@ -245,6 +245,11 @@ class MessagesBase(msgspec.Struct, kw_only=True, omit_defaults=True):
     thinking: ThinkingConfig | None = None
     output_config: OutputConfig | None = None
 
+    @property
+    def wants_thinking(self) -> bool:
+        """Whether the client asked for thinking blocks (Anthropic sends none otherwise)."""
+        return self.thinking is not None and not isinstance(self.thinking, ThinkingDisabled)
+
     def system_text(self) -> str:
         """The system prompt as one string: text blocks joined by blank lines."""
         if self.system is None:

@@ -17,6 +17,7 @@ import msgspec
 from litestar import Request
 
 from cortex.common.errors import CortexError, invalid_body
+from cortex.common.openai import unknown_request_fields
 
 T = TypeVar("T")
 
@@ -31,15 +32,34 @@ class RequestHead(msgspec.Struct):
 
 
 _head_decoder = msgspec.json.Decoder(RequestHead)
+_fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
-def parse_head(body: bytes) -> RequestHead:
+def parse_head(body: bytes, endpoint: str) -> RequestHead:
+    """The routing fields of a chat or completions body; a 400 for a field OpenAI would
+    refuse (e.g. an Anthropic-style top-level ``system``), which would otherwise be
+    dropped silently."""
     if not body.strip():
         raise CortexError(400, "Request body is empty: send a JSON object.", code="invalid_request")
     try:
-        return _head_decoder.decode(body)
+        head = _head_decoder.decode(body)
+        unknown = unknown_request_fields(endpoint, _fields_decoder.decode(body))
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise invalid_body(exc) from None
+    if unknown:
+        hint = ""
+        if unknown[0] == "system" and endpoint == "chat":
+            hint = (
+                ' The system prompt goes into `messages` as {"role": "system", "content": ...}'
+                " here; a top-level `system` is the Anthropic dialect (POST /v1/messages)."
+            )
+        raise CortexError(
+            400,
+            f"Unrecognized request argument supplied: {unknown[0]}.{hint}",
+            code="unknown_parameter",
+            param=unknown[0],
+        )
+    return head
 
 
 def replace_model(body: bytes, model: str) -> bytes:

@@ -57,7 +57,7 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
     gateway = request.app.state.gateway
     rid = request_id(request)
     body = await request.body()
-    head = parse_head(body)
+    head = parse_head(body, endpoint)
     model = resolve_model(gateway, head.model)
     if model != head.model:
         body = replace_model(body, model)

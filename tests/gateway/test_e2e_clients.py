@@ -168,3 +168,28 @@ def test_the_front_door_answers_head_and_get(gateway):
     assert about.status_code == 200
     assert about.json()["name"] == "cortex-gateway"
     assert "POST /v1/messages" in about.json()["endpoints"]
+
+
+# --------------------------------------------------------------------------- dialects
+
+
+def test_fields_openai_would_refuse_are_refused_naming_the_field(gateway):
+    client = oai(gateway)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="demo-tiny", messages=HI, max_tokens=3, extra_body={"system": "Be brief."}
+        )
+    assert caught.value.param == "system" and caught.value.code == "unknown_parameter"
+    message = caught.value.body["message"]
+    assert message.startswith("Unrecognized request argument supplied: system.")
+    assert "/v1/messages" in message
+    with pytest.raises(openai.BadRequestError) as legacy:
+        client.completions.create(
+            model="demo-tiny", prompt="hi", max_tokens=3, extra_body={"messages": []}
+        )
+    assert legacy.value.param == "messages"
+    # What OpenAI accepts and a local model ignores still passes.
+    reply = client.chat.completions.create(
+        model="demo-tiny", messages=HI, max_tokens=3, store=False, service_tier="auto"
+    )
+    assert reply.choices[0].message.role == "assistant"
