@@ -31,7 +31,6 @@ from cortex.services.gateway.anthropic import (
     to_tokenize_request,
 )
 from cortex.services.gateway.auth import require_client
-from cortex.services.gateway.estimate import context_for
 from cortex.services.gateway.plumbing import (
     SSE_HEADERS,
     ClientGone,
@@ -117,7 +116,6 @@ async def count_tokens(request: Request) -> Response:
     model = resolve_model(gateway, req.model)
     scheduler = gateway.scheduler
     loaded = scheduler.loaded_neurons(model)
-    limit = None
     if loaded:
         neuron, name = loaded[0], model
     else:
@@ -136,9 +134,9 @@ async def count_tokens(request: Request) -> Response:
                 code="model_unavailable_all_down",
             )
         neuron, file = holders[0]
-        name, limit = file.id, context_for(file, profile)
+        name = file.id
     counted = await gateway.pool[neuron].tokenize(to_tokenize_request(req, model=name))
-    limit = limit or counted.max_seq_len
+    limit = scheduler.context_length(model) or counted.max_seq_len
     if limit and counted.count >= limit:
         raise CortexError(
             400,

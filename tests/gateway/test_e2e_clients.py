@@ -3,7 +3,7 @@ official SDKs and raw HTTP where a client's exact behaviour matters (Claude Code
 context recovery texts, SDK model lookups, LangChain's close after [DONE], the log).
 
 demo-tiny has 2048 positions; ``clamped-tiny`` is the same files with
-``clamp_max_tokens``.
+``clamp_max_tokens``, ``too-long-tiny`` with a profile asking for 32768 positions.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 MODELS = [
     {"id": "demo-tiny"},
     {"id": "clamped-tiny", "path": "demo-tiny", "clamp_max_tokens": True},
+    {"id": "too-long-tiny", "path": "demo-tiny", "max_seq_len": 32768},
 ]
 HI = [{"role": "user", "content": "hi"}]
 LONG = [{"role": "user", "content": "word " * 2100}]
@@ -145,13 +146,16 @@ def test_anthropic_sdk_lists_pages_and_retrieves_models(gateway):
     client = claude(gateway)
     listed = client.models.list()
     ids = [m.id for m in listed.data]
-    assert ids == [m.id for m in oai(gateway).models.list().data] == ["demo-tiny", "clamped-tiny"]
+    assert ids == [m.id for m in oai(gateway).models.list().data]
+    assert ids == ["demo-tiny", "clamped-tiny", "too-long-tiny"]
     for info in listed.data:
         assert info.type == "model" and info.display_name == info.id
         assert info.created_at.tzinfo is not None
     assert (listed.has_more, listed.first_id, listed.last_id) == (False, ids[0], ids[-1])
     first = client.models.list(limit=1)
     assert [m.id for m in first.data] == ids[:1] and first.has_more
+    second = client.models.list(limit=1, after_id=ids[0])
+    assert [m.id for m in second.data] == ids[1:2] and second.has_more
     assert [m.id for page in first.iter_pages() for m in page.data] == ids
     assert client.models.retrieve("demo-tiny").id == "demo-tiny"
     assert client.models.retrieve("claude-opus-4-8").display_name == "claude-opus-4-8"
@@ -193,3 +197,19 @@ def test_fields_openai_would_refuse_are_refused_naming_the_field(gateway):
         model="demo-tiny", messages=HI, max_tokens=3, store=False, service_tier="auto"
     )
     assert reply.choices[0].message.role == "assistant"
+
+
+def test_v1_models_and_fleet_agree_on_the_context_and_a_profile_beyond_the_model_is_refused(
+    gateway,
+):
+    oai(gateway).chat.completions.create(model="demo-tiny", messages=HI, max_tokens=2)
+    cards = {m.id: m.model_extra["cortex"] for m in oai(gateway).models.list().data}
+    [placement] = gateway.placements("demo-tiny")
+    assert cards["demo-tiny"]["max_seq_len"] == placement["max_seq_len"] == 2048
+    # Never advertised above the model's own context; a load asking for more is refused.
+    assert cards["too-long-tiny"]["max_seq_len"] == 2048
+    with pytest.raises(openai.APIStatusError) as caught:
+        oai(gateway).chat.completions.create(model="too-long-tiny", messages=HI, max_tokens=2)
+    message = caught.value.body["message"]
+    assert "max_seq_len 32768" in message and "2048" in message, message
+    assert not gateway.placements("too-long-tiny")
