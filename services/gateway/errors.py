@@ -20,6 +20,7 @@ from cortex.common.errors import (
     anthropic_error_body,
     openai_error_body,
 )
+from cortex.services.gateway import access_log
 
 log = logging.getLogger("cortex.gateway")
 
@@ -105,4 +106,5 @@ def handle_exception(request: Request, exc: Exception) -> Response:
             code="internal_error",
         )
     rid = getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
+    access_log.note(reason=error.message)
     return error_response(error, dialect, rid)

@@ -18,6 +18,7 @@ from litestar import Request
 
 from cortex.common.errors import CortexError, invalid_body
 from cortex.common.openai import unknown_request_fields
+from cortex.services.gateway import access_log
 
 T = TypeVar("T")
 
@@ -77,6 +78,7 @@ def request_id(request: Request) -> str:
         given = request.headers.get("x-request-id", "").strip()
         usable = given and len(given) <= 128 and given.isprintable()
         rid = request.state.request_id = given if usable else f"req-{uuid.uuid4().hex[:20]}"
+        access_log.note(request_id=rid)
     return rid
 
 
@@ -99,6 +101,7 @@ def resolve_model(gateway, name: str) -> str:
     """The model id behind a client's model name (aliases applied); 404 if the fleet lacks it."""
     scheduler = gateway.scheduler
     model = scheduler.resolve(name)
+    access_log.note(model=model)
     if not scheduler.model_known(model):
         shown = name if model == name else f"{name}' (alias of '{model}"
         raise scheduler.unknown_model_error(shown, param="model")

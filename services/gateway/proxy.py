@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import time
 from collections import deque
@@ -28,6 +27,7 @@ import msgspec
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import Timings, Usage
+from cortex.services.gateway import access_log
 from cortex.services.gateway.anthropic import error_from_openai
 from cortex.services.gateway.neuron_client import NeuronUnreachable
 from cortex.services.gateway.plumbing import CLAMPED_HEADER, ClientGone, unless_client_leaves
@@ -35,7 +35,6 @@ from cortex.services.gateway.state import Lease, Waiter
 from cortex.services.gateway.upstream import UpstreamError, UpstreamResponse
 
 # The first chunk carrying generated output (not the role-only opening chunk).
-log = logging.getLogger("cortex.gateway.request")
 _FIRST_TOKEN = re.compile(rb'"(?:content|reasoning_content|text)":"(?!")|"tool_calls":\[')
 _DONE = b"data: [DONE]"
 
@@ -151,18 +150,14 @@ class Meter:
             completion_tokens=completion,
             decode_rate=rate,
         )
-        log.info(
-            "request %s model=%s neuron=%s endpoint=%s status=%d prompt=%d completion=%d "
-            "ttft_ms=%s total_ms=%.1f",
-            self.request_id or "-",
-            self.model,
-            neuron or "-",
-            self.endpoint,
-            status,
-            prompt,
-            completion,
-            f"{ttft * 1000:.1f}" if ttft is not None else "-",
-            (end - self.started) * 1000,
+        ttft_ms = f"{ttft * 1000:.1f}" if ttft is not None else "-"
+        access_log.measured(
+            model=self.model,
+            neuron=neuron,
+            status=status,
+            figures=f"endpoint={self.endpoint} prompt={prompt} completion={completion} "
+            f"ttft_ms={ttft_ms}",
+            request_id=self.request_id,
         )
 
 
@@ -361,6 +356,7 @@ async def waiting_stream(
             yield ping
     except CortexError as exc:
         meter.report(exc.status)
+        access_log.note(reason=exc.message)
         yield dialect.fail(exc)
         return
     except BaseException:
@@ -368,7 +364,9 @@ async def waiting_stream(
         raise
     assert upstream.response is not None
     if upstream.response.status_code != 200:
-        yield dialect.fail(await refusal(gateway, upstream, meter))
+        error = await refusal(gateway, upstream, meter)
+        access_log.note(reason=error.message)
+        yield dialect.fail(error)
         return
     async for chunk in dialect.answer(upstream):
         yield chunk
@@ -459,26 +457,29 @@ async def relay(
                 yield tail
         elif not meter.saw_done:
             status = 502
-            yield fail(
-                CortexError(
-                    502,
-                    f"Neuron '{lease.neuron}' ended the stream before it finished; the answer "
-                    "is incomplete.",
-                    code="upstream_incomplete",
-                )
+            error = CortexError(
+                502,
+                f"Neuron '{lease.neuron}' ended the stream before it finished; the answer "
+                "is incomplete.",
+                code="upstream_incomplete",
             )
+            access_log.note(reason=error.message)
+            yield fail(error)
     except UpstreamError as exc:
         status = 502
-        yield fail(
-            CortexError(
-                502,
-                f"Neuron '{lease.neuron}' failed mid-stream ({exc or type(exc).__name__}); "
-                "the answer is incomplete. Retry the request.",
-                code="upstream_failed",
-            )
+        error = CortexError(
+            502,
+            f"Neuron '{lease.neuron}' failed mid-stream ({exc or type(exc).__name__}); "
+            "the answer is incomplete. Retry the request.",
+            code="upstream_failed",
         )
+        access_log.note(reason=error.message)
+        yield fail(error)
     except (asyncio.CancelledError, GeneratorExit):
-        status = 499  # the client left; closing the upstream below cancels the neuron
+        # The client left; closing the upstream below cancels the neuron. After [DONE]
+        # the answer was whole (LangChain closes right then): that is a 200.
+        if not meter.saw_done:
+            status = 499
         raise
     finally:
         await close_quietly(response)

@@ -23,6 +23,7 @@ from litestar.response import Stream
 from cortex.common import anthropic as a
 from cortex.common.errors import CortexError, anthropic_overflow_message, decode_body
 from cortex.common.openai import ChatCompletion
+from cortex.services.gateway import access_log
 from cortex.services.gateway.anthropic import (
     StreamTranslator,
     count_tokens_response,
@@ -135,6 +136,7 @@ async def count_tokens(request: Request) -> Response:
             )
         neuron, file = holders[0]
         name = file.id
+    access_log.note(neuron=neuron)
     counted = await gateway.pool[neuron].tokenize(to_tokenize_request(req, model=name))
     limit = scheduler.context_length(model) or counted.max_seq_len
     if limit and counted.count >= limit:

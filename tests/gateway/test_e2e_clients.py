@@ -213,3 +213,108 @@ def test_v1_models_and_fleet_agree_on_the_context_and_a_profile_beyond_the_model
     message = caught.value.body["message"]
     assert "max_seq_len 32768" in message and "2048" in message, message
     assert not gateway.placements("too-long-tiny")
+
+
+# --------------------------------------------------------------------------- logs, metrics
+
+
+def log_line(gateway, request_id: str) -> str:
+    """The one line the gateway logged for ``request_id``."""
+
+    def lines() -> list[str]:
+        return [line for line in gateway.log_text().splitlines() if f" {request_id} " in line]
+
+    gateway.wait_for(lambda: lines(), timeout=10)
+    (line,) = lines()
+    return line
+
+
+def requests_total(gateway, **labels) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(gateway.metrics()):
+        for sample in family.samples:
+            if sample.name == "cortex_gateway_requests_total" and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
+                total += sample.value
+    return total
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "end"),
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "demo-tiny", "messages": HI, "max_tokens": 4, "stream": True},
+            b"data: [DONE]",
+        ),
+        (
+            "/v1/messages",
+            {"model": "demo-tiny", "messages": HI, "max_tokens": 4, "stream": True},
+            b"event: message_stop",
+        ),
+    ],
+)
+def test_a_stream_the_client_closes_right_after_its_end_is_a_200(gateway, path, body, end):
+    """LangChain's ChatOpenAI.stream closes the connection as soon as [DONE] arrives."""
+    rid = f"close-after-end-{path.rsplit('/', 1)[-1]}"
+    endpoint = "chat" if path.endswith("completions") else "messages"
+    before = requests_total(gateway, model="demo-tiny", endpoint=endpoint, status="200")
+    seen = b""
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST", gateway.url + path, json=body, headers={"x-request-id": rid}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        for piece in response.iter_raw():
+            seen += piece
+            if end in seen:
+                break  # and close, as LangChain does
+    line = log_line(gateway, rid)
+    assert f"POST {path} status=200 model=demo-tiny neuron=n" in line, line
+    gateway.wait_for(
+        lambda: (
+            requests_total(gateway, model="demo-tiny", endpoint=endpoint, status="200")
+            == before + 1
+        ),
+        timeout=10,
+    )
+    assert requests_total(gateway, model="demo-tiny", endpoint=endpoint, status="499") == 0
+
+
+def test_every_answer_is_one_log_line_with_its_reason(gateway):
+    def post(path: str, rid: str, **kwargs) -> httpx.Response:
+        return httpx.post(gateway.url + path, headers={"x-request-id": rid}, timeout=30, **kwargs)
+
+    invalid = post("/v1/messages", "log-invalid", json={"model": "demo-tiny", "messages": HI})
+    assert invalid.status_code == 400
+    line = log_line(gateway, "log-invalid")
+    assert "POST /v1/messages status=400" in line and "max_tokens" in line, line
+
+    unknown = post("/v1/chat/completions", "log-unknown", json={"model": "nope", "messages": HI})
+    assert unknown.status_code == 404
+    line = log_line(gateway, "log-unknown")
+    assert "status=404 model=nope" in line and "reason=\"The model 'nope'" in line, line
+
+    assert post("/v1/nowhere", "log-route", json={}).status_code == 404
+    assert "POST /v1/nowhere status=404" in log_line(gateway, "log-route")
+
+    counted = post(
+        "/v1/messages/count_tokens?beta=true",
+        "log-count",
+        json={"model": "claude-sonnet-4-5", "messages": HI},
+    )
+    assert counted.status_code == 200
+    line = log_line(gateway, "log-count")
+    assert "POST /v1/messages/count_tokens?beta=true status=200" in line, line
+    assert "model=demo-tiny neuron=n" in line and "total_ms=" in line
+
+    ok = post("/v1/chat/completions", "log-ok", json={"model": "demo-tiny", "messages": HI})
+    assert ok.status_code == 200
+    line = log_line(gateway, "log-ok")
+    assert "status=200 model=demo-tiny neuron=n endpoint=chat prompt=" in line, line
+    assert "reason=" not in line
