@@ -278,9 +278,13 @@ class NeuronSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cpu_threads: int = 0  # torch threads per CPU worker; 0: torch's default
     prewarm_worker: bool = True  # keep one worker process imported and ready
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The largest request body accepted; the same default as gateway.max_body_bytes, so
+    # whatever the gateway accepts the neuron does too (keep it >= the gateway's).
+    max_body_bytes: int | str = "16MiB"
 
     def __post_init__(self) -> None:
         _check("listen", parse_listen, self.listen)
+        _check("max_body_bytes", parse_size, self.max_body_bytes)
         budgets = self.memory_budget
         for value in budgets.values() if isinstance(budgets, dict) else [budgets]:
             _check("memory_budget", _check_budget, value)
@@ -288,6 +292,10 @@ class NeuronSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         _require("max_concurrency", self.max_concurrency >= 1, "must be >= 1")
         _require("default_max_seq_len", self.default_max_seq_len >= 16, "must be >= 16")
         _require("cpu_threads", self.cpu_threads >= 0, "must be >= 0 (0: torch's default)")
+
+    @property
+    def max_body(self) -> int:
+        return parse_size(self.max_body_bytes)
 
     @property
     def node_name(self) -> str:

@@ -83,7 +83,13 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
         detail = f"No route {request.method} {request.url.path} on this neuron."
     elif status == 405:
         detail = f"Method {request.method} is not allowed on {request.url.path}."
-    code = {404: "not_found", 405: "method_not_allowed"}.get(status)
+    elif status == 413:
+        detail = (
+            f"The request body is larger than this neuron accepts "
+            f"({request.app.request_max_body_size} bytes, neuron.max_body_bytes in "
+            "neuron.toml): send a smaller request or raise the limit."
+        )
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
     error = CortexError(status, detail, code=code)
     headers = dict(exc.headers or {})
     response = refused(request, error)

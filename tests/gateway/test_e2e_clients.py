@@ -318,3 +318,23 @@ def test_every_answer_is_one_log_line_with_its_reason(gateway):
     line = log_line(gateway, "log-ok")
     assert "status=200 model=demo-tiny neuron=n endpoint=chat prompt=" in line, line
     assert "reason=" not in line
+
+
+# --------------------------------------------------------------------------- body limits
+
+
+def test_what_the_gateway_accepts_the_neuron_accepts_and_a_413_names_its_limit(gateway, neuron):
+    blob = "x" * (12 * 1024 * 1024)  # above the neuron's former 10 MB, below both limits
+    reply = oai(gateway).chat.completions.create(
+        model="demo-tiny", messages=HI, max_tokens=2, metadata={"blob": blob}
+    )
+    assert reply.choices[0].message.role == "assistant"
+    too_big = httpx.post(
+        neuron.url + "/v1/chat/completions",
+        content=b'{"model": "demo-tiny", "messages": [], "pad": "' + b"x" * (17 << 20) + b'"}',
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert too_big.status_code == 413
+    message = too_big.json()["error"]["message"]
+    assert f"{16 << 20} bytes, neuron.max_body_bytes" in message, message
