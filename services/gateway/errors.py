@@ -18,6 +18,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from cortex.common.errors import (
     CortexError,
     anthropic_error_body,
+    anthropic_message,
     openai_error_body,
 )
 from cortex.services.gateway import access_log
@@ -106,5 +107,6 @@ def handle_exception(request: Request, exc: Exception) -> Response:
             code="internal_error",
         )
     rid = getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
-    access_log.note(reason=error.message)
+    # The reason as the client read it (Anthropic's wording of a context overflow).
+    access_log.note(reason=anthropic_message(error) if dialect == "anthropic" else error.message)
     return error_response(error, dialect, rid)
