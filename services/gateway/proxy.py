@@ -457,24 +457,20 @@ async def relay(
                 yield tail
         elif not meter.saw_done:
             status = 502
-            error = CortexError(
-                502,
+            yield _failed(
+                fail,
                 f"Neuron '{lease.neuron}' ended the stream before it finished; the answer "
                 "is incomplete.",
-                code="upstream_incomplete",
+                "upstream_incomplete",
             )
-            access_log.note(reason=error.message)
-            yield fail(error)
     except UpstreamError as exc:
         status = 502
-        error = CortexError(
-            502,
+        yield _failed(
+            fail,
             f"Neuron '{lease.neuron}' failed mid-stream ({exc or type(exc).__name__}); "
             "the answer is incomplete. Retry the request.",
-            code="upstream_failed",
+            "upstream_failed",
         )
-        access_log.note(reason=error.message)
-        yield fail(error)
     except (asyncio.CancelledError, GeneratorExit):
         # The client left; closing the upstream below cancels the neuron. After [DONE]
         # the answer was whole (LangChain closes right then): that is a 200.
@@ -485,3 +481,9 @@ async def relay(
         await close_quietly(response)
         gateway.scheduler.release(lease)
         meter.report(status, lease.neuron)
+
+
+def _failed(fail: Callable[[CortexError], bytes], message: str, code: str) -> bytes:
+    """The error event ending a stream the neuron broke (a 502), its reason logged."""
+    access_log.note(reason=message)
+    return fail(CortexError(502, message, code=code))

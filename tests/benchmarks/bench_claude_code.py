@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.claude_code import claude_code, run_claude, version  # noqa: E402
-from support.ports import free_port  # noqa: E402
+from support.demo import launch_demo  # noqa: E402
 
 LINE = re.compile(
     r"POST /v1/messages\S* status=(\d+) model=(\S+) neuron=\S+ endpoint=messages "
@@ -36,30 +36,11 @@ LINE = re.compile(
 
 
 def start_demo(root: Path) -> tuple[subprocess.Popen, str]:
-    ports = [free_port() for _ in range(4)]
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cortex.services.demo_fleet",
-            "--no-console",
-            "--dir",
-            str(root),
-            "--gateway-port",
-            str(ports[0]),
-            "--metrics-port",
-            str(ports[1]),
-            "--neuron-ports",
-            f"{ports[2]},{ports[3]}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert launcher.stdout is not None
-    for line in launcher.stdout:
+    demo = launch_demo(root)
+    assert demo.process.stdout is not None
+    for line in demo.process.stdout:
         if "Ctrl-C stops the fleet" in line:
-            return launcher, f"http://127.0.0.1:{ports[0]}"
+            return demo.process, demo.gateway_url
     raise SystemExit("the demo fleet did not come up")
 
 
