@@ -436,7 +436,7 @@ class ModelManager:
         self.bus.publish(RequestEvent(stats=stats))
         log.info(
             "request %s model=%s endpoint=%s status=%s finish=%s prompt=%d completion=%d "
-            "ttft_ms=%s decode_tok_s=%s total_ms=%.1f",
+            "ttft_ms=%s decode_tok_s=%s total_ms=%.1f%s",
             stats.request_id,
             stats.model,
             stats.endpoint,
@@ -447,6 +447,7 @@ class ModelManager:
             None if stats.ttft_ms is None else round(stats.ttft_ms, 1),
             None if stats.decode_tokens_per_s is None else round(stats.decode_tokens_per_s, 1),
             stats.total_ms,
+            f" reason={stats.error!r}" if stats.error else "",
         )
 
     def _refresh_live(self) -> None:

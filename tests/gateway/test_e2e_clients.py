@@ -8,7 +8,10 @@ demo-tiny has 2048 positions; ``clamped-tiny`` is the same files with
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 
 import anthropic
 import httpx
@@ -338,3 +341,64 @@ def test_what_the_gateway_accepts_the_neuron_accepts_and_a_413_names_its_limit(g
     assert too_big.status_code == 413
     message = too_big.json()["error"]["message"]
     assert f"{16 << 20} bytes, neuron.max_body_bytes" in message, message
+
+
+NODE_LOOKUPS = """
+const OpenAI = require("openai");
+const Anthropic = require("@anthropic-ai/sdk");
+const [base] = process.argv.slice(2);
+(async () => {
+  const openai = new OpenAI({ baseURL: base + "/v1", apiKey: "x", maxRetries: 0 });
+  const anthropic = new Anthropic({ baseURL: base, apiKey: "x", maxRetries: 0 });
+  const out = {
+    openai: await openai.models.retrieve("demo-tiny"),
+    anthropic: await anthropic.models.retrieve("demo-tiny"),
+    anthropicList: (await anthropic.models.list()).data.map((m) => m.id),
+  };
+  try { await openai.models.retrieve("no-such-model"); } catch (e) { out.openai404 = e.status; }
+  try { await anthropic.models.retrieve("no-such-model"); }
+  catch (e) { out.anthropic404 = e.error; }
+  console.log(JSON.stringify(out));
+})();
+"""
+
+
+def test_node_sdks_retrieve_and_list_models(gateway, tmp_path):
+    from support.claude_code import CACHE_DIR, NotInstallable, npm_install
+
+    modules = CACHE_DIR.parent / "node-sdks" / "node_modules"
+    if not (modules / "openai").exists() or not (modules / "@anthropic-ai" / "sdk").exists():
+        try:
+            npm_install(modules.parent, "openai@6", "@anthropic-ai/sdk@1")
+        except NotInstallable as exc:
+            pytest.skip(f"the Node SDKs cannot be installed here: {exc}")
+    script = tmp_path / "lookups.js"
+    script.write_text(NODE_LOOKUPS)
+    done = subprocess.run(
+        ["node", str(script), gateway.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NODE_PATH": str(modules)},
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["openai"]["id"] == "demo-tiny" and out["openai"]["object"] == "model"
+    assert out["anthropic"]["type"] == "model" and out["anthropic"]["id"] == "demo-tiny"
+    assert "demo-tiny" in out["anthropicList"]
+    assert out["openai404"] == 404
+    assert out["anthropic404"]["error"]["type"] == "not_found_error"
+
+
+def test_the_neuron_logs_why_it_refused_a_request(gateway, neuron):
+    refused = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "demo-tiny", "messages": HI, "max_tokens": 32000},
+        headers={"x-request-id": "neuron-refusal"},
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    lines = neuron.log_text().splitlines()
+    (line,) = [line for line in lines if "request neuron-refusal POST" in line]
+    assert "POST /v1/chat/completions status=400 code=context_length_exceeded" in line, line
+    assert "reason=This model's maximum context length is 2048 tokens" in line

@@ -27,30 +27,35 @@ INSTALL_TIMEOUT_S = 300
 
 
 class NotInstallable(Exception):
-    """npm could not install Claude Code here (the reason is the message)."""
+    """npm could not install a package here (the reason is the message)."""
 
 
 def claude_code(cache_dir: Path = CACHE_DIR) -> Path:
     """The ``claude`` binary, installed from npm into ``cache_dir`` on first use."""
     binary = cache_dir / "node_modules" / ".bin" / "claude"
-    if binary.exists():
-        return binary
+    if not binary.exists():
+        npm_install(cache_dir, PACKAGE)
+    return binary
+
+
+def npm_install(prefix: Path, *packages: str) -> Path:
+    """``npm install PACKAGES`` into ``prefix`` (its node_modules), or NotInstallable."""
     npm = shutil.which("npm")
     if npm is None:
-        raise NotInstallable("npm is not installed, so Claude Code cannot be installed")
-    cache_dir.mkdir(parents=True, exist_ok=True)
+        raise NotInstallable("npm is not installed")
+    prefix.mkdir(parents=True, exist_ok=True)
     try:
         done = subprocess.run(
-            [npm, "install", "--prefix", str(cache_dir), "--no-audit", "--no-fund", PACKAGE],
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", *packages],
             capture_output=True,
             text=True,
             timeout=INSTALL_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        raise NotInstallable(f"npm install {PACKAGE} took over {INSTALL_TIMEOUT_S}s") from None
-    if done.returncode != 0 or not binary.exists():
-        raise NotInstallable(f"npm install {PACKAGE} failed: {done.stderr.strip()[-500:]}")
-    return binary
+        raise NotInstallable(f"npm install took over {INSTALL_TIMEOUT_S}s") from None
+    if done.returncode != 0:
+        raise NotInstallable(f"npm install {' '.join(packages)} failed: {done.stderr[-500:]}")
+    return prefix / "node_modules"
 
 
 def version(binary: Path) -> str:
