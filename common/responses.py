@@ -270,18 +270,14 @@ class StoredResponse(msgspec.Struct, kw_only=True):
 # --------------------------------------------------------------------------- upstream usage
 
 
-class PromptTokensDetails(msgspec.Struct):
-    cached_tokens: int = 0
-
-
 class CompletionTokensDetails(msgspec.Struct):
     reasoning_tokens: int = 0
 
 
 class ChatUsage(o.Usage):
-    """A neuron's chat usage with the details Responses reports (when it sends them)."""
+    """A neuron's chat usage with the details Responses reports (when it sends them;
+    ``prompt_tokens_details`` is the base's)."""
 
-    prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 
 
