@@ -276,6 +276,10 @@ class NeuronSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_max_seq_len: int = 4096  # cap on context when a load names none
     default_cache_type: Literal["fp16", "q8", "q6", "q4"] = "fp16"
     cpu_threads: int = 0  # torch threads per CPU worker; 0: torch's default
+    # transformers: decode every running sequence in one forward, or one forward each.
+    batching: Literal["continuous", "round_robin"] = "continuous"
+    # transformers: KV state of ended sequences kept per model for prefix reuse; 0: off.
+    prefix_cache: int | str = "1GiB"
     prewarm_worker: bool = True  # keep one worker process imported and ready
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The largest request body accepted; the same default as gateway.max_body_bytes, so
@@ -292,6 +296,7 @@ class NeuronSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         _require("max_concurrency", self.max_concurrency >= 1, "must be >= 1")
         _require("default_max_seq_len", self.default_max_seq_len >= 16, "must be >= 16")
         _require("cpu_threads", self.cpu_threads >= 0, "must be >= 0 (0: torch's default)")
+        _check("prefix_cache", parse_size, self.prefix_cache)
 
     @property
     def max_body(self) -> int:

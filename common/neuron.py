@@ -16,6 +16,7 @@ ModelState = Literal["loading", "loaded", "unloading", "failed"]
 LoadStage = Literal["queued", "starting", "loading", "warming", "loaded", "failed"]
 CacheType = Literal["fp16", "q8", "q6", "q4"]
 BackendName = Literal["transformers", "exllamav2"]
+Batching = Literal["continuous", "round_robin"]
 
 
 class ProcessMemory(msgspec.Struct):
@@ -99,6 +100,20 @@ class LoadedModel(msgspec.Struct, omit_defaults=True):
     load_seconds: float | None = None
     progress: LoadProgress | None = None
     error: str | None = None
+    batching: str | None = None  # "continuous" | "round_robin" (transformers)
+    forwards_total: int = 0  # the engine's model forward passes (batching: < tokens)
+    prefix_cache: PrefixCacheStatus | None = None
+
+
+class PrefixCacheStatus(msgspec.Struct):
+    """A model's prefix cache: KV state of ended sequences that new prompts reuse."""
+
+    budget_bytes: int
+    size_bytes: int = 0
+    entries: int = 0
+    lookups: int = 0  # requests that looked for a prefix
+    hits: int = 0  # of those, how many reused one
+    cached_tokens: int = 0  # prompt tokens reused instead of computed, over all hits
 
 
 class LoadRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -109,6 +124,8 @@ class LoadRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     cache_type: CacheType | None = None
     max_concurrency: int | None = None
     id: str | None = None  # the id to serve it under (default: the directory name)
+    batching: Batching | None = None  # default: the neuron's `batching`
+    prefix_cache: int | str | None = None  # a size ("2GiB"); 0: off; default: the neuron's
 
 
 class UnloadRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -156,6 +173,7 @@ class RequestStats(msgspec.Struct, omit_defaults=True):
     endpoint: str  # "chat" | "completions"
     status: Literal["ok", "error", "cancelled"]
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, reused from the engine's prefix cache
     completion_tokens: int = 0
     queue_ms: float = 0.0
     ttft_ms: float | None = None

@@ -213,20 +213,20 @@ def unknown_request_fields(endpoint: str, fields: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- response
 
 
-class PromptTokensDetails(msgspec.Struct, omit_defaults=True):
-    cached_tokens: int = 0  # prompt tokens served from the prefix cache
+class PromptTokensDetails(msgspec.Struct):
+    cached_tokens: int = 0  # of prompt_tokens, reused from the engine's prefix cache
 
 
 class Usage(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_tokens_details: PromptTokensDetails | UnsetType = UNSET
+    prompt_tokens_details: PromptTokensDetails | None = None
 
     @property
     def cached_tokens(self) -> int:
         details = self.prompt_tokens_details
-        return details.cached_tokens if isinstance(details, PromptTokensDetails) else 0
+        return details.cached_tokens if details is not None else 0
 
 
 class Timings(msgspec.Struct, omit_defaults=True):

@@ -275,8 +275,8 @@ class CompletionTokensDetails(msgspec.Struct):
 
 
 class ChatUsage(o.Usage):
-    """A neuron's chat usage with the details Responses reports (when it sends them;
-    ``prompt_tokens_details`` is the base's)."""
+    """A neuron's chat usage with the details Responses reports (when it sends them);
+    ``prompt_tokens_details`` comes from the OpenAI ``Usage``."""
 
     completion_tokens_details: CompletionTokensDetails | None = None
 

@@ -24,6 +24,7 @@ from cortex.common.neuron import (
 )
 from cortex.services.gateway.anthropic import error_from_openai
 from cortex.services.gateway.upstream import (
+    UpstreamBroken,
     UpstreamPool,
     UpstreamResponse,
     UpstreamTimeout,
@@ -128,7 +129,8 @@ class NeuronClient:
     async def open(self, path: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
         """Send an inference request; return once the response head has arrived.
 
-        Raises :class:`NeuronUnreachable` when nothing was answered (retry elsewhere).
+        Raises :class:`NeuronUnreachable` when nothing was answered (retry elsewhere), a
+        CortexError when the neuron was silent too long (504) or answered garbage (502).
         """
         try:
             return await self.upstream.request(
@@ -139,6 +141,10 @@ class NeuronClient:
         except UpstreamTimeout as exc:
             raise CortexError(
                 504, f"Neuron '{self.name}' did not answer: {exc}.", code="upstream_timeout"
+            ) from None
+        except UpstreamBroken as exc:
+            raise CortexError(
+                502, f"Neuron '{self.name}' answered badly: {exc}.", code="upstream_failed"
             ) from None
 
 
@@ -156,6 +162,9 @@ class NeuronPool:
 
     async def unload(self, neuron: str, model: str) -> None:
         await self.clients[neuron].unload(model)
+
+    def abort(self, neuron: str, reason: str) -> None:
+        self.clients[neuron].upstream.abort(reason)
 
     async def aclose(self) -> None:
         for client in self.clients.values():

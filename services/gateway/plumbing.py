@@ -15,6 +15,8 @@ from typing import TypeVar
 
 import msgspec
 from litestar import Request
+from litestar.background_tasks import BackgroundTask
+from litestar.response import Stream
 
 from cortex.common.errors import CortexError, invalid_body
 from cortex.common.openai import unknown_request_fields
@@ -23,6 +25,18 @@ from cortex.services.gateway import access_log
 T = TypeVar("T")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def sse_response(stream, headers: dict[str, str]) -> Stream:
+    """The event-stream response over a proxy ``OwnedStream``. Its ``aclose`` runs after
+    the response however it went, also when the stream was never read (the client left
+    before the first byte), so the request's lease is always given back."""
+    return Stream(
+        stream,
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, **headers},
+        background=BackgroundTask(stream.aclose),
+    )
 
 
 class RequestHead(msgspec.Struct):

@@ -174,12 +174,60 @@ class Exchange:
     reply_headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
 class Upstream:
-    """Filled by :func:`obtain`: the lease held and the open upstream response."""
+    """A request's hold on the fleet, from admission to the end of its answer; the one
+    owner of its lease.
 
-    lease: Lease | None = None
-    response: UpstreamResponse | None = None
+    It holds, in turn, the request's place in the scheduler's queue (a Waiter), its
+    lease, and the open upstream response. :meth:`close` gives back whatever it holds and
+    may be called any number of times. :func:`admit` makes one; the function it is handed
+    to (:func:`fetch_whole`, :func:`open_stream` and the stream it returns) closes it on
+    every path: answer, refusal, timeout, a neuron gone, the client gone.
+    """
+
+    __slots__ = ("closed", "lease", "model", "request_id", "response", "scheduler", "waiter")
+
+    def __init__(self, scheduler, model: str, request_id: str) -> None:
+        self.scheduler = scheduler
+        self.model = model
+        self.request_id = request_id
+        self.waiter: Waiter | None = None
+        self.lease: Lease | None = None
+        self.response: UpstreamResponse | None = None
+        self.closed = False
+
+    def hold(self, ticket: Lease | Waiter) -> None:
+        """Take a scheduler decision: a lease now, or a place in the model's queue."""
+        if isinstance(ticket, Waiter):
+            self.waiter = ticket
+        else:
+            self.lease = ticket
+
+    def granted(self, lease: Lease) -> None:
+        """The queued request got its lease."""
+        assert self.waiter is not None
+        self.waiter.consumed = True
+        self.waiter, self.lease = None, lease
+
+    def give_back(self) -> None:
+        """Close the response and release the lease now (a retry elsewhere follows)."""
+        response, self.response = self.response, None
+        if response is not None:
+            response.close()
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            self.scheduler.release(lease)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.give_back()
+        finally:
+            waiter, self.waiter = self.waiter, None
+            if waiter is not None and not waiter.consumed:
+                self.scheduler.abandon(waiter)
 
 
 async def decide(gateway, model: str, request_id: str, exclude=frozenset()) -> Lease | Waiter:
@@ -196,114 +244,92 @@ async def decide(gateway, model: str, request_id: str, exclude=frozenset()) -> L
     return decision
 
 
-async def admit(gateway, model: str, request_id: str, meter: Meter) -> Lease | Waiter:
-    """:func:`decide` for a client's request; a refusal is reported on ``meter``."""
+async def admit(gateway, model: str, request_id: str, meter: Meter) -> Upstream:
+    """:func:`decide` for a client's request, as the :class:`Upstream` that owns the
+    outcome; a refusal is reported on ``meter`` and raised."""
+    upstream = Upstream(gateway.scheduler, model, request_id)
     try:
-        return await decide(gateway, model, request_id)
+        upstream.hold(await decide(gateway, model, request_id))
     except CortexError as exc:
         meter.report(exc.status)
-        raise
-
-
-async def _wait(
-    gateway, waiter: Waiter, deadline: float, keepalive: Callable[[], bytes] | None
-) -> AsyncIterator[bytes | Lease]:
-    interval = gateway.settings.config.gateway.keepalive_interval_s
-    try:
-        while True:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                timeout = gateway.settings.config.gateway.load_timeout_s
-                raise CortexError(
-                    503,
-                    f"Model '{waiter.model}' was not ready within {timeout:.0f}s "
-                    "(gateway.load_timeout_s); it may still be loading: retry shortly, or "
-                    "check GET /fleet for its state.",
-                    code="model_load_timeout",
-                    retry_after=5,
-                )
-            step = min(remaining, interval) if keepalive is not None else remaining
-            done, _ = await asyncio.wait({waiter.granted}, timeout=step)
-            if done:
-                lease = waiter.granted.result()  # raises the scheduler's CortexError
-                waiter.consumed = True
-                yield lease
-                return
-            if keepalive is not None:
-                yield keepalive()
-    except BaseException:
-        if not waiter.consumed:
-            gateway.scheduler.abandon(waiter)
-        raise
-
-
-async def obtain(
-    gateway,
-    ticket: Lease | Waiter,
-    exchange: Exchange,
-    out: Upstream,
-    keepalive: Callable[[], bytes] | None = None,
-) -> AsyncIterator[bytes]:
-    """Wait (yielding keepalives), lease, open; retry once elsewhere if the neuron is gone.
-
-    On return ``out`` holds the lease and the response (whatever its status). Raises
-    CortexError when the model cannot be served.
-    """
-    deadline = exchange.meter.started + gateway.settings.config.gateway.load_timeout_s
-    model = ticket.model
-    request_id = ticket.request_id
-    exclude: frozenset[str] = frozenset()
-    for attempt in (1, 2):
-        if isinstance(ticket, Waiter):
-            lease = None
-            async for item in _wait(gateway, ticket, deadline, keepalive):
-                if isinstance(item, Lease):
-                    lease = item
-                else:
-                    yield item
-            assert lease is not None
-        else:
-            lease = ticket
-        out.lease = lease
-        try:
-            out.response = await gateway.pool[lease.neuron].open(
-                exchange.path, exchange.body, exchange.headers
-            )
-            clamped = out.response.header(CLAMPED_HEADER.encode())
-            if clamped is not None:
-                exchange.reply_headers[CLAMPED_HEADER] = clamped.decode("latin-1")
-            return
-        except NeuronUnreachable as exc:
-            out.lease = None
-            gateway.scheduler.release(lease)
-            gateway.scheduler.neuron_unhealthy(lease.neuron, str(exc), definitive=True)
-            if attempt == 2:
-                raise CortexError(
-                    503,
-                    f"Model '{model}' could not be served: {exc}, and the retry failed too. "
-                    "Check the neurons (GET /fleet).",
-                    code="neuron_unreachable",
-                ) from None
-            gateway.metrics.retries.labels(lease.neuron).inc()
-            exclude = exclude | {lease.neuron}
-            ticket = await decide(gateway, model, request_id, exclude)
-
-
-async def connect(gateway, lease: Lease, exchange: Exchange) -> Upstream:
-    """Open the upstream request for a model that is loaded (no waiting, so nothing is
-    sent to the client yet); errors are reported on the meter and raised."""
-    upstream = Upstream()
-    try:
-        async for _ in obtain(gateway, lease, exchange, upstream):
-            pass
-    except CortexError as exc:
-        exchange.meter.report(exc.status)
         raise
     return upstream
 
 
+async def _wait(
+    gateway, upstream: Upstream, deadline: float, keepalive: Callable[[], bytes] | None
+) -> AsyncIterator[bytes]:
+    """Wait for the queued request's lease, yielding keepalives; the queue place stays
+    with ``upstream`` (its owner gives it back if this ends early)."""
+    waiter = upstream.waiter
+    assert waiter is not None
+    interval = gateway.settings.config.gateway.keepalive_interval_s
+    while True:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            timeout = gateway.settings.config.gateway.load_timeout_s
+            raise CortexError(
+                503,
+                f"Model '{waiter.model}' was not ready within {timeout:.0f}s "
+                "(gateway.load_timeout_s); it may still be loading: retry shortly, or "
+                "check GET /fleet for its state.",
+                code="model_load_timeout",
+                retry_after=5,
+            )
+        step = min(remaining, interval) if keepalive is not None else remaining
+        done, _ = await asyncio.wait({waiter.granted}, timeout=step)
+        if done:
+            upstream.granted(waiter.granted.result())  # raises the scheduler's CortexError
+            return
+        if keepalive is not None:
+            yield keepalive()
+
+
+async def obtain(
+    gateway,
+    upstream: Upstream,
+    exchange: Exchange,
+    keepalive: Callable[[], bytes] | None = None,
+) -> AsyncIterator[bytes]:
+    """Wait (yielding keepalives), open; retry once elsewhere if the neuron is gone.
+
+    On return ``upstream`` holds the lease and the response (whatever its status).
+    Raises CortexError when the model cannot be served; what ``upstream`` holds stays
+    for its owner to close.
+    """
+    deadline = exchange.meter.started + gateway.settings.config.gateway.load_timeout_s
+    exclude: frozenset[str] = frozenset()
+    for attempt in (1, 2):
+        if upstream.waiter is not None:
+            async for ping in _wait(gateway, upstream, deadline, keepalive):
+                yield ping
+        lease = upstream.lease
+        assert lease is not None
+        try:
+            upstream.response = await gateway.pool[lease.neuron].open(
+                exchange.path, exchange.body, exchange.headers
+            )
+            clamped = upstream.response.header(CLAMPED_HEADER.encode())
+            if clamped is not None:
+                exchange.reply_headers[CLAMPED_HEADER] = clamped.decode("latin-1")
+            return
+        except NeuronUnreachable as exc:
+            upstream.give_back()
+            gateway.scheduler.neuron_unhealthy(lease.neuron, str(exc), definitive=True)
+            if attempt == 2:
+                raise CortexError(
+                    503,
+                    f"Model '{upstream.model}' could not be served: {exc}, and the retry "
+                    "failed too. Check the neurons (GET /fleet).",
+                    code="neuron_unreachable",
+                ) from None
+            gateway.metrics.retries.labels(lease.neuron).inc()
+            exclude = exclude | {lease.neuron}
+            upstream.hold(await decide(gateway, upstream.model, upstream.request_id, exclude))
+
+
 async def refusal(gateway, upstream: Upstream, meter: Meter) -> CortexError:
-    """The error for a neuron's non-200 answer; closes it and frees the lease."""
+    """The error for a neuron's non-200 answer; closes ``upstream`` (lease freed)."""
     response, lease = upstream.response, upstream.lease
     assert response is not None and lease is not None
     try:
@@ -311,8 +337,7 @@ async def refusal(gateway, upstream: Upstream, meter: Meter) -> CortexError:
     except UpstreamError:
         data = b""
     finally:
-        await close_quietly(response)
-        gateway.scheduler.release(lease)
+        upstream.close()
     meter.report(response.status_code, lease.neuron)
     return error_from_openai(response.status_code, data)
 
@@ -327,41 +352,96 @@ class StreamDialect:
     answer: Callable[[Upstream], AsyncIterator[bytes]]
 
 
+class OwnedStream:
+    """The client's stream, owning the request's :class:`Upstream`.
+
+    However the stream ends, and also when it is never read (the client left before the
+    response started, so the server never iterates it), :meth:`aclose` gives the lease
+    back: routes pass it to the response as its background task (``sse_response``).
+    """
+
+    __slots__ = ("_body", "_closed", "_meter", "_upstream")
+
+    def __init__(self, body: AsyncIterator[bytes], upstream: Upstream, meter: Meter) -> None:
+        self._body = body
+        self._upstream = upstream
+        self._meter = meter
+        self._closed = False
+
+    def __aiter__(self) -> OwnedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._body.__anext__()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            aclose = getattr(self._body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            self._upstream.close()
+            self._meter.report(499)  # no-op when the stream reported how it ended
+
+
 async def open_stream(
-    gateway, ticket: Lease | Waiter, exchange: Exchange, dialect: StreamDialect
-) -> AsyncIterator[bytes]:
+    gateway, upstream: Upstream, exchange: Exchange, dialect: StreamDialect, request=None
+) -> OwnedStream:
     """The client's stream. A loaded model's neuron is asked first, so its refusal is
-    raised before any byte goes out; a model that is not ready gets
-    :func:`waiting_stream`."""
-    if isinstance(ticket, Waiter):
-        return waiting_stream(gateway, ticket, exchange, dialect)
-    upstream = await connect(gateway, ticket, exchange)
-    assert upstream.response is not None
-    if upstream.response.status_code != 200:
-        raise await refusal(gateway, upstream, exchange.meter)
-    return dialect.answer(upstream)
+    raised before any byte goes out (and a client that leaves meanwhile, when
+    ``request`` is given, ends it); a model that is not ready gets
+    :func:`waiting_stream`. Takes ownership of ``upstream``."""
+    meter = exchange.meter
+    if upstream.waiter is not None:
+        return OwnedStream(waiting_stream(gateway, upstream, exchange, dialect), upstream, meter)
+
+    async def head() -> None:
+        async for _ in obtain(gateway, upstream, exchange):
+            pass
+
+    try:
+        if request is not None:
+            await unless_client_leaves(request, head())
+        else:
+            await head()
+        assert upstream.response is not None
+        if upstream.response.status_code != 200:
+            raise await refusal(gateway, upstream, meter)
+    except CortexError as exc:
+        upstream.close()
+        meter.report(exc.status)
+        raise
+    except BaseException:
+        upstream.close()
+        meter.report(499)
+        raise
+    return OwnedStream(dialect.answer(upstream), upstream, meter)
 
 
 async def waiting_stream(
-    gateway, waiter: Waiter, exchange: Exchange, dialect: StreamDialect
+    gateway, upstream: Upstream, exchange: Exchange, dialect: StreamDialect
 ) -> AsyncIterator[bytes]:
     """A stream whose model is not ready: 200 and keepalives at once, then the answer.
 
     Anything that goes wrong after the 200 is an error event in the client's dialect.
     """
     meter = exchange.meter
-    upstream = Upstream()
     try:
-        async for ping in obtain(gateway, waiter, exchange, upstream, dialect.keepalive):
+        async for ping in obtain(gateway, upstream, exchange, dialect.keepalive):
             yield ping
     except CortexError as exc:
+        upstream.close()
         meter.report(exc.status)
         access_log.note(reason=exc.message)
         yield dialect.fail(exc)
         return
-    except BaseException:
-        meter.report(499)
-        raise
     assert upstream.response is not None
     if upstream.response.status_code != 200:
         error = await refusal(gateway, upstream, meter)
@@ -373,37 +453,30 @@ async def waiting_stream(
 
 
 async def fetch_whole(
-    request, gateway, ticket: Lease | Waiter, exchange: Exchange
+    request, gateway, upstream: Upstream, exchange: Exchange
 ) -> tuple[bytes, str]:
     """A non-stream exchange: wait, send, read the whole answer (body, neuron).
 
     A neuron's error answer is raised as a CortexError. Cancelled when the client hangs
-    up (ClientGone); reported on the meter either way.
+    up (ClientGone); reported on the meter either way. Takes ownership of ``upstream``.
     """
     meter = exchange.meter
 
     async def work() -> tuple[int, bytes, str]:
-        upstream = Upstream()
+        async for _ in obtain(gateway, upstream, exchange):
+            pass
+        response, lease = upstream.response, upstream.lease
+        assert response is not None and lease is not None
         try:
-            async for _ in obtain(gateway, ticket, exchange, upstream):
-                pass
-            response = upstream.response
-            assert response is not None and upstream.lease is not None
-            try:
-                data = await response.aread()
-            except UpstreamError as exc:
-                raise CortexError(
-                    502,
-                    f"Neuron '{upstream.lease.neuron}' failed before finishing the answer "
-                    f"({exc or type(exc).__name__}). Retry the request.",
-                    code="upstream_failed",
-                ) from None
-            return response.status_code, data, upstream.lease.neuron
-        finally:
-            if upstream.response is not None:
-                await close_quietly(upstream.response)
-            if upstream.lease is not None:
-                gateway.scheduler.release(upstream.lease)
+            data = await response.aread()
+        except UpstreamError as exc:
+            raise CortexError(
+                502,
+                f"Neuron '{lease.neuron}' failed before finishing the answer "
+                f"({exc or type(exc).__name__}). Retry the request.",
+                code="upstream_failed",
+            ) from None
+        return response.status_code, data, lease.neuron
 
     try:
         status, data, neuron = await unless_client_leaves(request, work())
@@ -413,18 +486,18 @@ async def fetch_whole(
     except CortexError as exc:
         meter.report(exc.status)
         raise
+    finally:
+        upstream.close()
     meter.report(status, neuron, body=data)
     if status != 200:
         raise error_from_openai(status, data)
     return data, neuron
 
 
-async def close_quietly(response: UpstreamResponse) -> None:
-    """Close an upstream response, also while the caller is being cancelled (closing
-    never waits). Closing before the body is read drops the connection, which is how the
-    neuron learns that the client left."""
-    with contextlib.suppress(Exception):
-        await response.aclose()
+def _whole_events(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` split after its last complete SSE event: (whole events, the rest)."""
+    end = data.rfind(b"\n\n")
+    return (data[: end + 2], data[end + 2 :]) if end >= 0 else (b"", data)
 
 
 async def relay(
@@ -445,12 +518,20 @@ async def relay(
     response, lease = upstream.response, upstream.lease
     assert response is not None and lease is not None
     status = 200
+    partial = b""  # an event not yet whole: held, so an error event never splices into it
     try:
         async for chunk in response.aiter_raw():
             meter.feed(chunk)
-            data = translate(chunk) if translate is not None else chunk
+            if translate is not None:
+                data = translate(chunk)
+            elif not partial and chunk.endswith(b"\n\n"):
+                data = chunk  # the usual case: the neuron writes whole events
+            else:
+                data, partial = _whole_events(partial + chunk)
             if data:
                 yield data
+        if meter.saw_done and partial:
+            yield partial
         if finish is not None:
             tail = finish()
             if tail:
@@ -478,8 +559,7 @@ async def relay(
             status = 499
         raise
     finally:
-        await close_quietly(response)
-        gateway.scheduler.release(lease)
+        upstream.close()
         meter.report(status, lease.neuron)
 
 

@@ -18,7 +18,6 @@ import time
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.response import Stream
 
 from cortex.common import anthropic as a
 from cortex.common.errors import CortexError, anthropic_overflow_message, decode_body
@@ -33,10 +32,10 @@ from cortex.services.gateway.anthropic import (
 )
 from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
-    SSE_HEADERS,
     ClientGone,
     request_id,
     resolve_model,
+    sse_response,
     upstream_headers,
 )
 from cortex.services.gateway.proxy import (
@@ -65,11 +64,12 @@ async def messages(request: Request) -> Response:
     body = _encoder.encode(to_openai_request(req, model=model))
     headers = upstream_headers(rid, req.stream, gateway.settings.clamps_max_tokens(model))
     meter = Meter(gateway, model, "messages", started, rid)
-    ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
     exchange = Exchange(CHAT_PATH, body, headers, meter)
+    # What admit returns is handed straight on: fetch_whole / open_stream own it.
     if not req.stream:
-        return await _whole(request, gateway, ticket, req, exchange, reply_headers)
+        upstream = await admit(gateway, model, rid, meter)
+        return await _whole(request, gateway, upstream, req, exchange, reply_headers)
     translator = StreamTranslator(req, model=req.model)
 
     def answer(upstream):
@@ -85,14 +85,14 @@ async def messages(request: Request) -> Response:
         )
 
     dialect = StreamDialect(keepalive=translator.ping, fail=translator.error, answer=answer)
-    stream = await open_stream(gateway, ticket, exchange, dialect)
-    headers = {**SSE_HEADERS, **reply_headers, **exchange.reply_headers}
-    return Stream(stream, media_type="text/event-stream", headers=headers)
+    upstream = await admit(gateway, model, rid, meter)
+    stream = await open_stream(gateway, upstream, exchange, dialect, request)
+    return sse_response(stream, {**reply_headers, **exchange.reply_headers})
 
 
-async def _whole(request, gateway, ticket, req, exchange, reply_headers) -> Response:
+async def _whole(request, gateway, upstream, req, exchange, reply_headers) -> Response:
     try:
-        data, neuron = await fetch_whole(request, gateway, ticket, exchange)
+        data, neuron = await fetch_whole(request, gateway, upstream, exchange)
     except ClientGone:
         return Response(content=b"", status_code=499)
     try:

@@ -12,18 +12,17 @@ from __future__ import annotations
 import time
 
 from litestar import Request, Response, post
-from litestar.response import Stream
 
 from cortex.common.errors import CortexError, openai_error_body
-from cortex.common.sse import PING
+from cortex.common.sse import DONE, PING
 from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
-    SSE_HEADERS,
     ClientGone,
     parse_head,
     replace_model,
     request_id,
     resolve_model,
+    sse_response,
     upstream_headers,
 )
 from cortex.services.gateway.proxy import (
@@ -38,7 +37,8 @@ from cortex.services.gateway.proxy import (
 
 
 def openai_error_event(error: CortexError) -> bytes:
-    return b"data: " + openai_error_body(error) + b"\n\n"
+    """The error event that ends an OpenAI stream, then ``[DONE]``, as the neuron ends one."""
+    return b"data: " + openai_error_body(error) + b"\n\n" + DONE
 
 
 @post("/v1/chat/completions", status_code=200)
@@ -63,12 +63,14 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         body = replace_model(body, model)
     meter = Meter(gateway, model, endpoint, started, rid)
     headers = upstream_headers(rid, head.stream, gateway.settings.clamps_max_tokens(model))
-    ticket = await admit(gateway, model, rid, meter)
     reply_headers = {"x-request-id": rid}
     exchange = Exchange(path, body, headers, meter)
+    # What admit returns is handed straight on: fetch_whole / open_stream own it.
     if not head.stream:
         try:
-            data, _ = await fetch_whole(request, gateway, ticket, exchange)
+            data, _ = await fetch_whole(
+                request, gateway, await admit(gateway, model, rid, meter), exchange
+            )
         except ClientGone:
             return Response(content=b"", status_code=499)
         return Response(
@@ -82,6 +84,6 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         fail=openai_error_event,
         answer=lambda upstream: relay(gateway, upstream, meter, fail=openai_error_event),
     )
-    stream = await open_stream(gateway, ticket, exchange, dialect)
-    headers = {**SSE_HEADERS, **reply_headers, **exchange.reply_headers}
-    return Stream(stream, media_type="text/event-stream", headers=headers)
+    upstream = await admit(gateway, model, rid, meter)
+    stream = await open_stream(gateway, upstream, exchange, dialect, request)
+    return sse_response(stream, {**reply_headers, **exchange.reply_headers})

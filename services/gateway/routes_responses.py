@@ -17,16 +17,15 @@ from typing import Literal
 import msgspec
 from litestar import Request, Response, delete, get, post
 from litestar.params import Parameter
-from litestar.response import Stream
 
 from cortex.common import responses as r
 from cortex.common.errors import CortexError, decode_body
 from cortex.services.gateway.auth import require_client
 from cortex.services.gateway.plumbing import (
-    SSE_HEADERS,
     ClientGone,
     request_id,
     resolve_model,
+    sse_response,
     upstream_headers,
 )
 from cortex.services.gateway.proxy import (
@@ -62,12 +61,13 @@ async def create_response(request: Request) -> Response:
     turn = await start_turn(gateway.responses, req)
     chat = to_chat_request(req, turn.context, turn.functions, model=model, inherited=turn.inherited)
     meter = Meter(gateway, model, "responses", started, rid)
-    ticket = await admit(gateway, model, rid, meter)
     exchange = Exchange(CHAT_PATH, _encoder.encode(chat), upstream_headers(rid, req.stream), meter)
     reply_headers = {"x-request-id": rid}
+    # What admit returns is handed straight on: fetch_whole / open_stream own it.
     if not req.stream:
         try:
-            data, neuron = await fetch_whole(request, gateway, ticket, exchange)
+            upstream = await admit(gateway, model, rid, meter)
+            data, neuron = await fetch_whole(request, gateway, upstream, exchange)
         except ClientGone:
             return Response(content=b"", status_code=499)
         except CortexError as exc:
@@ -106,10 +106,11 @@ async def create_response(request: Request) -> Response:
 
     dialect = StreamDialect(keepalive=translator.ping, fail=fail, answer=answer)
     try:
-        stream = await open_stream(gateway, ticket, exchange, dialect)
+        upstream = await admit(gateway, model, rid, meter)
+        stream = await open_stream(gateway, upstream, exchange, dialect, request)
     except CortexError as exc:
         raise in_responses_terms(exc) from None
-    return Stream(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **reply_headers})
+    return sse_response(stream, reply_headers)
 
 
 async def keep(gateway, stored: r.StoredResponse) -> None:

@@ -12,8 +12,10 @@ LIFO stack of idle connections per neuron.
 Behaviour the proxy relies on:
 
 * connect timeout short, read timeout long (a cold load or a long prefill is silent);
-* a connection the neuron closed while idle is detected on reuse and the request is
-  sent once more on a fresh connection (it never reached the neuron);
+* a connection the neuron closed while idle is detected before reuse and dropped, so the
+  request goes out on a fresh connection; once a request has been written it is never
+  sent again by the pool (an inference request is not idempotent: it may have reached
+  the neuron), whatever happens next;
 * failing to connect, or the neuron dropping the connection before the response head,
   raises :class:`UpstreamUnreachable` (retry on another neuron);
 * losing the connection mid-body raises :class:`UpstreamBroken`;
@@ -129,11 +131,17 @@ class UpstreamResponse:
     async def aread(self) -> bytes:
         return b"".join([piece async for piece in self.aiter_raw()])
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Done with it; closing before the body is complete drops the connection (which
+        is how the neuron learns that the client left). Never waits, so it is safe while
+        the caller is being cancelled."""
         if self._closed:
             return
         self._closed = True
         self._connection.release(reusable=self.complete and self._error is None)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class _Connection(asyncio.Protocol):
@@ -223,6 +231,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.close()
         self.lost = True
+        self.pool._busy.discard(self)
 
     @property
     def usable(self) -> bool:
@@ -243,7 +252,6 @@ class _Connection(asyncio.Protocol):
             self.idle_since = time.monotonic()
             self.pool._give_back(self)
         else:
-            self.pool._busy.discard(self)
             self.close()
 
 
@@ -320,32 +328,22 @@ class UpstreamPool:
         data = self._encode(method, path, headers, body)
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-        connection = self._take()
-        reused = connection is not None
-        while True:
-            if connection is None:
-                connection = await self._connect()
-            response = connection.start(data)
-            self._busy.add(connection)
-            try:
-                async with asyncio.timeout(self.read_timeout):
-                    await response._head
-            except UpstreamUnreachable:
-                connection.close()
-                if not reused:
-                    raise
-                connection, reused = None, False  # stale keep-alive: once more, fresh
-                continue
-            except TimeoutError:
-                connection.close()
-                raise UpstreamTimeout(
-                    f"no answer from the neuron within {self.read_timeout:.0f}s "
-                    "(gateway.read_timeout_s)"
-                ) from None
-            except BaseException:
-                connection.close()
-                raise
-            return response
+        connection = self._take() or await self._connect()
+        response = connection.start(data)
+        self._busy.add(connection)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await response._head
+        except TimeoutError:
+            connection.close()
+            raise UpstreamTimeout(
+                f"no answer from the neuron within {self.read_timeout:.0f}s "
+                "(gateway.read_timeout_s)"
+            ) from None
+        except BaseException:
+            connection.close()
+            raise
+        return response
 
     async def _watch(self) -> None:
         interval = min(5.0, self.read_timeout / 4)
@@ -361,6 +359,17 @@ class UpstreamPool:
                         UpstreamTimeout(f"no data from the neuron for {self.read_timeout:.0f}s")
                     )
                     connection.close()
+
+    def abort(self, reason: str) -> None:
+        """Fail every request in progress: one still waiting for its head as unreachable
+        (nothing was answered: the proxy may retry it elsewhere), one mid-body as broken.
+        Their connections close, so the neuron cancels them if it ever reads again."""
+        for connection in list(self._busy):
+            response = connection.response
+            if response is not None:
+                pending = not response._head.done()
+                response._fail(UpstreamUnreachable(reason) if pending else UpstreamBroken(reason))
+            connection.close()
 
     def close(self) -> None:
         if self._watchdog is not None:

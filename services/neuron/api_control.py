@@ -27,7 +27,7 @@ from cortex.common.sse import PING, encode_json
 from cortex.services.neuron.events import encode_event
 from cortex.services.neuron.manager import ModelManager
 from cortex.services.neuron.metrics import CONTENT_TYPE
-from cortex.services.neuron.requests import new_request_id
+from cortex.services.neuron.requests import new_job_id
 from cortex.services.neuron.worker import protocol as p
 from cortex.services.neuron.worker.process import WorkerGone
 
@@ -146,7 +146,7 @@ async def tokenize(
 
 async def _tokenize_in_worker(runtime, data: TokenizeRequest, body: bytes) -> TokenizeResponse:
     worker = runtime.worker
-    rid = new_request_id()
+    rid = new_job_id()
     try:
         queue = worker.open(rid)
         worker.send(p.Tokenize(rid=rid, body=body))

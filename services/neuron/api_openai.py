@@ -32,7 +32,7 @@ from cortex.services.neuron.http_support import request_id
 from cortex.services.neuron.manager import ModelManager
 from cortex.services.neuron.pipeline import project
 from cortex.services.neuron.pipeline.events import Finish
-from cortex.services.neuron.requests import Endpoint, RequestHandle, new_request_id
+from cortex.services.neuron.requests import Endpoint, RequestHandle
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # Asked by the gateway (clamp_max_tokens): lower max_tokens to what fits the context
@@ -112,10 +112,7 @@ async def _generate(
     arrived = time.monotonic()
     body = await request.body()
     runtime = manager.runtime_for(model)
-    rid = request_id(request)
-    if rid in runtime.handles:
-        rid = new_request_id()
-    handle = runtime.admit(endpoint, rid, arrived)
+    handle = runtime.admit(endpoint, request_id(request), arrived)
     await handle.start(body, clamp_max_tokens=request.headers.get(CLAMP_HEADER) == "1")
     headers = {CLAMPED_HEADER: str(handle.max_tokens)} if handle.clamped else {}
     created = now()

@@ -7,6 +7,7 @@ cortex-neuron demo-model [--out DIR] [--size tiny|small]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -43,8 +44,37 @@ def demo_model_main(argv: list[str]) -> int:
     return 0
 
 
+# The modules of the ``neuron`` extra (pyproject.toml), by the distribution that holds them.
+NEURON_EXTRA = {
+    "torch": "torch",
+    "tokenizers": "tokenizers",
+    "transformers": "transformers",
+    "safetensors": "safetensors",
+    "nvidia-ml-py": "pynvml",
+    "psutil": "psutil",
+    "numpy": "numpy",
+}
+INSTALL_HINT = "pip install torch, then pip install 'cortex-fleet[neuron]'"
+
+
+def missing_extra() -> list[str]:
+    """The distributions of the neuron extra that are not installed."""
+    return [
+        dist for dist, module in NEURON_EXTRA.items() if importlib.util.find_spec(module) is None
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    missing = missing_extra()
+    if missing:
+        print(
+            f"cortex-neuron: the neuron's dependencies are not installed "
+            f"(missing: {', '.join(missing)}); install them: {INSTALL_HINT} "
+            "(torch first, so your CPU or CUDA build of it is kept)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if argv[:1] == ["demo-model"]:
             return demo_model_main(argv[1:])

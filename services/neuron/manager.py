@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from cortex.common.config import NeuronSection
+from cortex.common.config import NeuronSection, parse_size
 from cortex.common.errors import CortexError
 from cortex.common.neuron import (
     AvailableEvent,
@@ -27,6 +27,7 @@ from cortex.common.neuron import (
     ModelFile,
     ModelRemovedEvent,
     NodeStatus,
+    PrefixCacheStatus,
     RequestEvent,
 )
 from cortex.services.neuron.backends import BackendChooser
@@ -37,7 +38,7 @@ from cortex.services.neuron.metrics import NeuronMetrics
 from cortex.services.neuron.models import ModelRuntime
 from cortex.services.neuron.requests import RequestHandle
 from cortex.services.neuron.worker import protocol as p
-from cortex.services.neuron.worker.process import LoadError, WorkerProcess
+from cortex.services.neuron.worker.process import LoadError, WorkerProcess, load_env
 
 log = logging.getLogger("cortex.neuron")
 
@@ -207,6 +208,7 @@ class ModelManager:
         if concurrency < 1:
             raise CortexError(400, "max_concurrency must be >= 1.", param="max_concurrency")
         cache_type = request.cache_type or self.settings.default_cache_type
+        prefix_cache = self._prefix_cache_bytes(request.prefix_cache)
         info = LoadedModel(
             id=model_id,
             state="loading",
@@ -237,11 +239,20 @@ class ModelManager:
             cache_type=cache_type,
             max_concurrency=concurrency,
             cpu_threads=self.settings.cpu_threads,
+            batching=request.batching or self.settings.batching,
+            prefix_cache_bytes=prefix_cache,
         )
         task = asyncio.create_task(self._load(runtime, load))
         self._load_tasks.add(task)
         task.add_done_callback(self._load_tasks.discard)
         return runtime
+
+    def _prefix_cache_bytes(self, requested: int | str | None) -> int:
+        value = self.settings.prefix_cache if requested is None else requested
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise CortexError(400, f"prefix_cache: {exc}", param="prefix_cache") from None
 
     def _devices_for(self, requested: list[str] | None, backend: str) -> list[str]:
         known = self.probe.known_ids()
@@ -269,7 +280,7 @@ class ModelManager:
         worker: WorkerProcess | None = None
         try:
             runtime.set_progress(LoadProgress(stage="starting"))
-            worker = await self._take_worker()
+            worker = await self.worker_for(load)
             runtime.worker = worker
             runtime.info.pid = worker.pid
             worker.on_exit = lambda w, rt=runtime: self._worker_exited(rt, w)
@@ -296,6 +307,9 @@ class ModelManager:
         info.max_concurrency = loaded.max_concurrency
         info.devices = loaded.devices
         info.cache_type = loaded.cache_type or info.cache_type
+        info.batching = loaded.batching
+        if loaded.prefix_cache_bytes:
+            info.prefix_cache = PrefixCacheStatus(budget_bytes=loaded.prefix_cache_bytes)
         info.loaded_at = time.time()
         info.load_seconds = round(time.monotonic() - started, 3)
         info.progress = LoadProgress(stage="loaded", done=1, total=1)
@@ -338,7 +352,12 @@ class ModelManager:
 
     # ------------------------------------------------------------------ workers
 
-    async def _take_worker(self) -> WorkerProcess:
+    async def worker_for(self, load: p.Load) -> WorkerProcess:
+        """A worker for this load: the prewarmed spare, or a fresh one when the load
+        needs its own environment (see ``load_env``)."""
+        extra = load_env(load)
+        if extra:
+            return await WorkerProcess.spawn(prewarm=True, env={**self._worker_env(), **extra})
         spare = self._spare
         if self._spare_task is not None and not self._spare_task.done():
             with contextlib.suppress(Exception):

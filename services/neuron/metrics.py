@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cortex.common.neuron import Device, LoadedModel, RequestStats
@@ -38,6 +38,18 @@ class NeuronMetrics:
         self.prompt_tokens = Counter(
             "cortex_neuron_prompt_tokens",
             "Prompt tokens processed.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.cached_prompt_tokens = Counter(
+            "cortex_neuron_prompt_tokens_cached",
+            "Prompt tokens reused from the engine's prefix cache (not computed).",
+            ["model"],
+            registry=self.registry,
+        )
+        self.computed_prompt_tokens = Counter(
+            "cortex_neuron_prompt_tokens_computed",
+            "Prompt tokens the engine prefilled (not found in its prefix cache).",
             ["model"],
             registry=self.registry,
         )
@@ -73,6 +85,10 @@ class NeuronMetrics:
     def record(self, stats: RequestStats) -> None:
         self.requests.labels(stats.model, stats.endpoint, stats.status).inc()
         self.prompt_tokens.labels(stats.model).inc(stats.prompt_tokens)
+        self.cached_prompt_tokens.labels(stats.model).inc(stats.cached_tokens)
+        self.computed_prompt_tokens.labels(stats.model).inc(
+            stats.prompt_tokens - stats.cached_tokens
+        )
         if stats.ttft_ms is not None:
             self.ttft.labels(stats.model).observe(stats.ttft_ms / 1000.0)
         if stats.decode_tokens_per_s:
@@ -124,7 +140,20 @@ class _LiveCollector(Collector):
             "Sequences the model serves at once.",
             labels=["model"],
         )
+        forwards = CounterMetricFamily(
+            "cortex_neuron_engine_forwards",
+            "Model forward passes; with batching, fewer than the tokens generated.",
+            labels=["model"],
+        )
+        cache_bytes = GaugeMetricFamily(
+            "cortex_neuron_prefix_cache_bytes",
+            "Bytes of KV state the model's prefix cache holds.",
+            labels=["model"],
+        )
         for model in self._models():
+            forwards.add_metric([model.id], model.forwards_total)
+            if model.prefix_cache is not None:
+                cache_bytes.add_metric([model.id], model.prefix_cache.size_bytes)
             in_flight.add_metric([model.id], model.in_flight)
             queued.add_metric([model.id], model.queued)
             rate.add_metric([model.id], model.tokens_per_s)
@@ -135,6 +164,7 @@ class _LiveCollector(Collector):
             for device, used in model.memory_by_device.items():
                 memory.add_metric([model.id, device], used)
         yield from (in_flight, queued, rate, loaded, load_seconds, memory, concurrency)
+        yield from (forwards, cache_bytes)
 
         total = GaugeMetricFamily(
             "cortex_neuron_device_memory_total_bytes", "Device memory.", labels=["device", "name"]

@@ -57,7 +57,7 @@ class ModelRuntime:
         self.rate = RollingRate()
         self.started_monotonic = time.monotonic()
         self.outstanding = 0  # accepted and not finished (queued + running)
-        self.handles: dict[str, RequestHandle] = {}
+        self.handles: dict[str, RequestHandle] = {}  # by job id
         self._changed = changed
         self._finished = finished
         self._tokens = tokens
@@ -109,12 +109,12 @@ class ModelRuntime:
             )
         self.outstanding += 1  # reserved now, so concurrent admissions see it
         handle = RequestHandle(self, endpoint, rid, arrived)
-        self.handles[rid] = handle
+        self.handles[handle.job] = handle
         return handle
 
     def release(self, handle: RequestHandle) -> None:
         """A handle that never got accepted (rejected, worker gone)."""
-        if self.handles.pop(handle.rid, None) is not None:
+        if self.handles.pop(handle.job, None) is not None:
             self.outstanding -= 1
 
     # callbacks from RequestHandle ----------------------------------------------
@@ -135,7 +135,7 @@ class ModelRuntime:
         self._changed(self, False)
 
     def on_finished(self, handle: RequestHandle) -> None:
-        if self.handles.pop(handle.rid, None) is None:
+        if self.handles.pop(handle.job, None) is None:
             return
         self.outstanding -= 1
         if handle.running:
@@ -151,9 +151,22 @@ class ModelRuntime:
             if finish.ttft_ms is not None:
                 self.info.ttft_ms = round(finish.ttft_ms, 3)
             self._avg_request_s = 0.8 * self._avg_request_s + 0.2 * finish.total_ms / 1000.0
+        self._take_engine_figures(handle.engine_figures)
         self.info.last_used_at = time.time()
         self._finished(handle)
         self._changed(self, False)
+
+    def _take_engine_figures(self, figures: dict[str, int]) -> None:
+        """The worker's engine counters, as of the request that just ended."""
+        info = self.info
+        info.forwards_total = figures.get("forwards", info.forwards_total)
+        cache = info.prefix_cache
+        if cache is not None and "prefix_cache_bytes" in figures:
+            cache.size_bytes = figures["prefix_cache_bytes"]
+            cache.entries = figures["prefix_cache_entries"]
+            cache.lookups = figures["prefix_cache_lookups"]
+            cache.hits = figures["prefix_cache_hits"]
+            cache.cached_tokens = figures["prefix_cache_tokens"]
 
     def refresh_rate(self) -> bool:
         """Recompute the rolling rate; True when it changed."""

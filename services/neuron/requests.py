@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
@@ -31,15 +31,24 @@ log = logging.getLogger("cortex.neuron.requests")
 Endpoint = Literal["chat", "completions"]
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+_job_numbers = itertools.count(1)
+
+
+def new_job_id() -> str:
+    """The supervisor's own id for a worker job, unique for the daemon's life.
+
+    Frames to and from a worker are keyed by it, never by the client's ``x-request-id``:
+    a retry may reuse that while the cancelled job it replaces still runs.
+    """
+    return f"job-{next(_job_numbers)}"
 
 
 class RequestHandle:
     def __init__(self, runtime: ModelRuntime, endpoint: Endpoint, rid: str, arrived: float) -> None:
         self.runtime = runtime
         self.endpoint = endpoint
-        self.rid = rid
+        self.rid = rid  # the client's request id, for logs and stats
+        self.job = new_job_id()
         self.arrived = arrived  # time.monotonic() when the HTTP request came in
         self.prompt_tokens = 0
         self.max_tokens = 0
@@ -49,6 +58,7 @@ class RequestHandle:
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
         self.finish: Finish | None = None
+        self.engine_figures: dict[str, int] = {}  # the worker's engine counters at the end
         self._queue: asyncio.Queue | None = None
         self._running = False
         self._closed = False
@@ -88,10 +98,10 @@ class RequestHandle:
         if worker is None or not worker.alive:
             raise self.runtime.unavailable()
         try:
-            self._queue = worker.open(self.rid)
+            self._queue = worker.open(self.job)
             worker.send(
                 p.Generate(
-                    rid=self.rid,
+                    rid=self.job,
                     endpoint=self.endpoint,
                     body=body,
                     clamp_max_tokens=clamp_max_tokens,
@@ -103,9 +113,9 @@ class RequestHandle:
             return await self._queue.get()
         except asyncio.CancelledError:
             # The client left before the worker answered: it may still queue the job.
-            worker.forget(self.rid)
+            worker.forget(self.job)
             with contextlib.suppress(WorkerGone):
-                worker.send(p.Cancel(rid=self.rid))
+                worker.send(p.Cancel(rid=self.job))
             raise
 
     # ------------------------------------------------------------------ events
@@ -140,6 +150,7 @@ class RequestHandle:
                             self._count_tokens(message.tokens)
                         batch.extend(message.events)
                     elif isinstance(message, p.Done):
+                        self.engine_figures = message.engine
                         self.finish = self._finish(message)
                         self._closed = True
                         self.runtime.on_finished(self)
@@ -165,10 +176,10 @@ class RequestHandle:
         self._closed = True
         worker = self.runtime.worker
         if worker is not None:
-            worker.forget(self.rid)
+            worker.forget(self.job)
             with contextlib.suppress(WorkerGone):
-                worker.send(p.Cancel(rid=self.rid))
-        self.finish = self._finish(p.Done(rid=self.rid, reason="cancelled"))
+                worker.send(p.Cancel(rid=self.job))
+        self.finish = self._finish(p.Done(rid=self.job, reason="cancelled"))
         self.runtime.on_finished(self)
 
     async def collect(self) -> list[InferenceEvent]:
@@ -205,6 +216,7 @@ class RequestHandle:
             reason=done.reason,  # type: ignore[arg-type]
             prompt_tokens=self.prompt_tokens,
             completion_tokens=max(self.completion_tokens, done.completion_tokens),
+            cached_tokens=done.cached_tokens,
             queue_ms=queue_ms,
             ttft_ms=ttft,
             prefill_tokens_per_s=prefill,
@@ -229,6 +241,7 @@ class RequestHandle:
             endpoint=self.endpoint,
             status=status,  # type: ignore[arg-type]
             prompt_tokens=finish.prompt_tokens,
+            cached_tokens=finish.cached_tokens,
             completion_tokens=finish.completion_tokens,
             queue_ms=round(finish.queue_ms, 3),
             ttft_ms=None if finish.ttft_ms is None else round(finish.ttft_ms, 3),

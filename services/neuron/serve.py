@@ -73,6 +73,9 @@ def serve_main(argv: list[str]) -> int:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            # Longer than the gateway keeps an idle connection (60 s), so an idle close
+            # comes from the gateway's side and never races a request being written.
+            timeout_keep_alive=75,
         )
     )
     notify_when_started(server, f"serving on {host}:{port}")

@@ -2,6 +2,12 @@
 
     .venv/bin/python tests/benchmarks/bench_neuron.py [--size small] [--tokens 400]
         [--rounds 3] [--threads 1]
+    .venv/bin/python tests/benchmarks/bench_neuron.py --sweep [--size small] [--tokens 128]
+        [--rounds 3] [--concurrency 1,2,4,8,16] [--batching continuous]
+
+With ``--sweep`` it measures batching instead (see ``bench_batching.py``): concurrent
+streams through a neuron next to the model's raw batched forward, and running streams'
+inter-token latency while a long prompt is admitted.
 
 In-process: the transformers engine and the token pipeline, driven in this process
 exactly as a worker's engine thread drives them (no pipe, no HTTP). Through HTTP: a real
@@ -53,7 +59,8 @@ def in_process_rate(engine, factory, body: dict) -> tuple[float, int]:
     engine.add(job.seq)
     first = last = None
     tokens = 0
-    while engine.active:
+    running = True
+    while running:
         for output in engine.step():
             for token in output.token_ids:
                 job.pipeline.push(token)
@@ -62,6 +69,7 @@ def in_process_rate(engine, factory, body: dict) -> tuple[float, int]:
                 first = first or now
                 last = now
                 tokens += len(output.token_ids)
+            running = output.finished is None
     job.pipeline.close()
     return (tokens - 1) / (last - first), tokens
 
@@ -100,7 +108,15 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sweep", action="store_true", help="the concurrency sweep instead")
+    parser.add_argument("--concurrency", default="1,2,4,8,16")
+    parser.add_argument("--batching", choices=["continuous", "round_robin"], default="continuous")
+    parser.add_argument("--admit-prompt", type=int, default=2000)
     args = parser.parse_args()
+    if args.sweep:
+        from bench_batching import sweep
+
+        return sweep(args)
 
     import torch
     from tokenizers import Tokenizer

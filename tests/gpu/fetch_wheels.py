@@ -5,7 +5,9 @@
 For Python 3.12 on x86-64 Linux: cortex's core dependencies and exllamav2 0.3.2 with
 everything they require, walking the requirement tree but stopping at packages the
 host's image already has (image-packages.txt), so torch and numpy are never fetched and
-the image's versions stay in charge.
+the image's versions stay in charge. exllamav2 0.3.2 comes as PyPI's pure wheel (its
+sources); tests/gpu/build_exllamav2.sh turns it into the binary wheel beside it, which
+run_exllamav2.sh then installs instead.
 """
 
 from __future__ import annotations

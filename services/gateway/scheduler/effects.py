@@ -33,6 +33,9 @@ class Effects(Protocol):
 
     async def unload(self, neuron: str, model: str) -> None: ...
 
+    def abort(self, neuron: str, reason: str) -> None:
+        """End every request being proxied to ``neuron`` now (it was marked down)."""
+
 
 async def load_and_report(
     s: Fleet, model: str, neuron: str, generation: int, request: LoadRequest

@@ -169,6 +169,9 @@ def on_unhealthy(s: Fleet, name: str, error: str, definitive: bool) -> None:
     s.dirty_neurons.add(name)
     s.catalogue_dirty = True
     log_event(s, "neuron_down", f"neuron {name} is down: {error}", level="warning", neuron=name)
+    # Its placements are dropped below, so requests still on it would hold on unaccounted
+    # until the read timeout: they end now (before their first byte, a retry elsewhere).
+    s.effects.abort(name, f"neuron {name} is down: {error}")
     for record in [r for r in s.placements.values() if r.neuron == name]:
         for future in record.action_waiters:
             if not future.done():

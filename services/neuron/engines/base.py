@@ -29,6 +29,8 @@ class EngineOptions:
     cache_type: str = "fp16"
     max_concurrency: int = 1
     cpu_threads: int = 0
+    batching: str = "continuous"  # or "round_robin" (engines that batch)
+    prefix_cache_bytes: int = 0  # KV state of ended sequences kept for reuse; 0: none
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Capabilities:
     devices: list[str]
     cache_type: str | None = None
     notes: list[str] = field(default_factory=list)
+    batching: str | None = None  # "continuous" | "round_robin"; None: the engine's own
+    prefix_cache_bytes: int = 0
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Sequence:
     eos_ids: tuple[int, ...] = ()
     constraint: Any = None
     generated: list[int] = field(default_factory=list)
+    cached_tokens: int = 0  # prompt tokens the engine reused instead of computing
 
 
 @dataclass
@@ -67,8 +72,9 @@ class StepOutput:
 
     seq_id: str
     token_ids: list[int]
-    finished: str | None = None  # "stop" (EOS), "length", or None while running
-    prefill_done: bool = False  # the prompt has been processed (TTFT starts counting down)
+    finished: str | None = None  # "stop" (EOS), "length", "error", or None while running
+    error: str | None = None  # why, when this sequence alone failed
+    prefill_done: bool = False  # read by nothing; exllamav2_engine.py still sets it
 
 
 class Engine(Protocol):
@@ -90,9 +96,8 @@ class Engine(Protocol):
         """Advance every running sequence by (at most) one token."""
         ...
 
-    @property
-    def active(self) -> int:
-        """Sequences currently running."""
+    def figures(self) -> dict[str, int]:
+        """Counters for the neuron's status (forwards, prefix cache); may be empty."""
         ...
 
     def memory(self) -> dict[str, int]:

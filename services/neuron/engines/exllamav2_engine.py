@@ -1,10 +1,12 @@
 """The ``exllamav2`` backend (0.3.2): EXL2 or fp16 models on NVIDIA GPUs.
 
-Imported only inside a worker process, and exllamav2 itself only inside :meth:`load`:
-its import JIT-compiles a CUDA extension, sets ``torch.set_num_threads(1)`` and
-``CUDA_MODULE_LOADING=LAZY`` for the whole process. The dynamic generator does the
-batching: paged (continuous batching) when flash-attn >= 2.5.7 is importable, else
-``paged=False`` and one job at a time, which the capabilities then advertise.
+Imported only inside a worker process, and exllamav2 itself only inside :meth:`load`,
+after ``require_extension`` has checked that its compiled extension fits this torch
+(else its import would JIT-compile it for minutes); the import sets
+``torch.set_num_threads(1)`` and ``CUDA_MODULE_LOADING=LAZY`` for the whole process.
+The dynamic generator does the batching: paged (continuous batching) when flash-attn
+>= 2.5.7 is importable, else ``paged=False`` and one job at a time, which the
+capabilities then advertise.
 
 Everything OpenAI-shaped is set explicitly per job: every sampler field (exllamav2's
 defaults are temperature 0.8, top_k 50, top_p 0.8, repetition penalty 1.025), every EOS
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +33,13 @@ from cortex.services.neuron.engines.base import (
     Sequence,
     StepOutput,
 )
+from cortex.services.neuron.engines.exllamav2_install import require_extension
 
 log = logging.getLogger("cortex.neuron.engine")
 
 PAGE_SIZE = 256  # the dynamic generator's page; cache sizes must be multiples of it
+MAX_Q_SIZE = 8  # the dynamic generator's default max_q_size: tokens per job per forward
+VOCAB_PAD = 32  # the generator's logits are padded_vocab_size wide, a multiple of this
 CACHE_CLASSES = {
     "fp16": "ExLlamaV2Cache",
     "q8": "ExLlamaV2Cache_Q8",
@@ -51,6 +55,11 @@ def round_up(value: int, multiple: int = PAGE_SIZE) -> int:
     return max(multiple, math.ceil(value / multiple) * multiple)
 
 
+def padded_vocab_size(vocab_size: int) -> int:
+    """The width of exllamav2's logits (``ExLlamaV2DynamicGenerator.padded_vocab_size``)."""
+    return round_up(vocab_size, VOCAB_PAD)
+
+
 @dataclass(frozen=True)
 class CapacityPlan:
     paged: bool
@@ -59,16 +68,21 @@ class CapacityPlan:
     max_seq_len: int  # per job
 
 
-def plan_capacity(max_seq_len: int, wanted_concurrency: int, paged: bool) -> CapacityPlan:
+def plan_capacity(
+    max_seq_len: int, wanted_concurrency: int, paged: bool, max_forward_tokens: int
+) -> CapacityPlan:
     """How big the cache is and how many jobs run at once.
 
     Unpaged mode runs one job (the whole cache is one page); paged mode gives every
     concurrent job room for a full context, so a long request never starves the others.
+    ``max_forward_tokens`` is the model config's ``max_batch_size * max_input_len``: the
+    dynamic generator asserts that ``MAX_Q_SIZE * max_batch_size`` fits in it, so the
+    batch is clamped to that.
     """
     seq_len = round_up(max_seq_len)
     if not paged:
         return CapacityPlan(False, 1, seq_len, seq_len)
-    batch = max(1, wanted_concurrency)
+    batch = max(1, min(wanted_concurrency, max_forward_tokens // MAX_Q_SIZE))
     return CapacityPlan(True, batch, round_up(seq_len * batch), seq_len)
 
 
@@ -115,7 +129,9 @@ def sampler_settings(settings_class: Any, params: Any, vocab_size: int, torch: A
     s.token_frequency_penalty = float(params.frequency_penalty)
     s.token_presence_penalty = float(params.presence_penalty)
     if params.logit_bias and torch is not None:
-        bias = torch.zeros((vocab_size,), dtype=torch.float16)
+        # Added to the logits in place by ext_c.fast_fadd_cpu, which takes float32 only
+        # and a tensor whose size divides the logits' (batch x padded vocabulary).
+        bias = torch.zeros((padded_vocab_size(vocab_size),), dtype=torch.float32)
         for token_id, value in params.logit_bias.items():
             bias[int(token_id)] = float(value)
         s.token_bias = bias
@@ -142,12 +158,6 @@ def result_token_ids(result: dict) -> list[int]:
     return tokens
 
 
-def visible_devices(devices: list[str]) -> str | None:
-    """CUDA_VISIBLE_DEVICES for the requested ``cuda:N`` devices (autosplit starts at 0)."""
-    indices = [d.split(":", 1)[1] for d in devices if d.startswith("cuda:")]
-    return ",".join(indices) if indices else None
-
-
 # ---------------------------------------------------------------------- the engine
 
 
@@ -163,13 +173,12 @@ class ExLlamaV2Engine:
         self._generator_module: Any = None
         self._torch: Any = None
         self._jobs: dict[str, Any] = {}
+        self._filters: dict[str, Any] = {}  # a constrained job's filter, for its error
         self._devices = list(options.devices)
 
     def load(self, progress: ProgressCallback) -> Capabilities:
-        # Before anything touches CUDA: confine autosplit to the requested GPUs.
-        cuda_devices = visible_devices(self._devices)
-        if cuda_devices is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices
+        # CUDA_VISIBLE_DEVICES was set when this worker was spawned (load_env): CUDA
+        # reads it once, at its first use, which may be before this load.
         try:
             import torch
         except ImportError as exc:
@@ -178,14 +187,14 @@ class ExLlamaV2Engine:
             raise EngineUnavailable(
                 "backend exllamav2 needs an NVIDIA GPU with CUDA, and torch sees none here"
             )
+        require_extension(torch)
         try:
             import exllamav2
             from exllamav2 import attn as exl_attn
             from exllamav2 import generator as exl_generator
-        except Exception as exc:  # ImportError, or the JIT build failing
+        except Exception as exc:
             raise EngineUnavailable(
-                f"backend exllamav2 could not be imported ({type(exc).__name__}: {exc}); "
-                "install cortex-fleet[cuda] and pre-build its extension"
+                f"backend exllamav2 could not be imported ({type(exc).__name__}: {exc})"
             ) from None
         self._torch, self._x, self._generator_module = torch, exllamav2, exl_generator
         if self.options.cpu_threads > 0:
@@ -196,7 +205,12 @@ class ExLlamaV2Engine:
         model_max = int(config.max_seq_len)
         wanted = min(self.options.max_seq_len or model_max, model_max)
         paged = paged_attention_available(exl_attn) and not getattr(config, "no_flash_attn", False)
-        plan = plan_capacity(wanted, self.options.max_concurrency, paged)
+        plan = plan_capacity(
+            wanted,
+            self.options.max_concurrency,
+            paged,
+            int(config.max_batch_size) * int(config.max_input_len),
+        )
         config.max_seq_len = plan.max_seq_len
         self.model = exllamav2.ExLlamaV2(config)
         self.cache = cache_class(exllamav2, self.options.cache_type)(
@@ -218,6 +232,12 @@ class ExLlamaV2Engine:
             if plan.paged
             else "no flash-attn >= 2.5.7: unpaged, one request at a time"
         ]
+        if plan.paged and plan.max_batch_size < self.options.max_concurrency:
+            notes.append(
+                f"max_concurrency {self.options.max_concurrency} clamped to "
+                f"{plan.max_batch_size}: exllamav2 needs {MAX_Q_SIZE} x batch <= "
+                f"max_input_len ({config.max_input_len})"
+            )
         self.capabilities = Capabilities(
             max_concurrency=plan.max_batch_size,
             max_seq_len=min(wanted, plan.max_seq_len),
@@ -262,8 +282,11 @@ class ExLlamaV2Engine:
         )
         self.generator.enqueue(job)
         self._jobs[seq.id] = job
+        if filters:
+            self._filters[seq.id] = filters[0]
 
     def cancel(self, seq_id: str) -> None:
+        self._filters.pop(seq_id, None)
         job = self._jobs.pop(seq_id, None)
         if job is not None:
             self.generator.cancel(job)
@@ -271,18 +294,24 @@ class ExLlamaV2Engine:
     def step(self) -> list[StepOutput]:
         if not self._jobs:
             return []
-        outputs = []
-        for result in self.generator.iterate():
-            seq_id = result.get("identifier")
-            if seq_id not in self._jobs or result.get("stage") != "streaming":
-                continue
-            tokens = result_token_ids(result)
-            finished = None
-            if result.get("eos"):
-                finished = finish_reason(result.get("eos_reason"))
-                self._jobs.pop(seq_id, None)
-            outputs.append(StepOutput(seq_id, tokens, finished=finished, prefill_done=True))
-        return outputs
+        return [
+            self._output(result)
+            for result in self.generator.iterate()
+            if result.get("identifier") in self._jobs and result.get("stage") == "streaming"
+        ]
+
+    def _output(self, result: dict) -> StepOutput:
+        seq_id = result["identifier"]
+        tokens = result_token_ids(result)
+        if not result.get("eos"):
+            return StepOutput(seq_id, tokens, prefill_done=True)
+        self._jobs.pop(seq_id, None)
+        failed = self._filters.pop(seq_id, None)
+        if failed is not None and failed.error is not None:
+            return StepOutput(seq_id, tokens, "error", prefill_done=True, error=failed.error)
+        return StepOutput(
+            seq_id, tokens, finish_reason(result.get("eos_reason")), prefill_done=True
+        )
 
     # ------------------------------------------------------------------ memory
 

@@ -88,12 +88,17 @@ class TokenPipeline:
             self.stopped = True
             return []
         try:
-            chunk = self._stream.step(self._tokenizer, token_id)
+            chunk = self._stream.step(self._tokenizer, token_id) or ""
         except Exception:  # an id the tokenizer does not know: no text, never a crash
-            chunk = None
-        if not chunk:
+            chunk = ""
+        marker = self._marker_text.get(token_id)
+        if marker is not None:
+            # Routed by id: a marker flagged special decodes to nothing (skipped).
+            pieces = self._marker_pieces(token_id, marker, chunk)
+        elif chunk:
+            pieces = [Piece(chunk)]
+        else:
             return []
-        pieces = self._pieces(token_id, chunk)
         released: list[Piece] = []
         for piece in pieces:
             released.extend(self._stops.feed(piece))
@@ -126,11 +131,10 @@ class TokenPipeline:
 
     # ------------------------------------------------------------------ internals
 
-    def _pieces(self, token_id: int, chunk: str) -> list[Piece]:
-        marker = self._marker_text.get(token_id)
-        if marker is None or not chunk.endswith(marker):
-            return [Piece(chunk)]
-        lead = chunk[: -len(marker)]  # bytes of an earlier, incomplete character
+    @staticmethod
+    def _marker_pieces(token_id: int, marker: str, chunk: str) -> list[Piece]:
+        # ``chunk`` may also carry bytes of an earlier, incomplete character.
+        lead = chunk[: -len(marker)] if chunk.endswith(marker) else chunk
         return [Piece(lead), Piece(marker, token_id)] if lead else [Piece(marker, token_id)]
 
     def _route(self, pieces: list[Piece]) -> list[InferenceEvent]:

@@ -36,6 +36,7 @@ from cortex.common.openai import (
     FinishReason,
     FunctionCall,
     FunctionCallDelta,
+    PromptTokensDetails,
     ResponseMessage,
     Timings,
     ToolCall,
@@ -79,6 +80,7 @@ def usage(finish: Finish) -> Usage:
         prompt_tokens=finish.prompt_tokens,
         completion_tokens=finish.completion_tokens,
         total_tokens=finish.prompt_tokens + finish.completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=finish.cached_tokens),
     )
 
 

@@ -178,7 +178,9 @@ class PromptBuilder:
 
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         """Token ids of ``text``. Templated text carries its own BOS, hence no specials."""
-        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        # encode_batch releases the GIL (encode holds it for the whole call, seconds for
+        # a long prompt), so the worker's reader still applies a Cancel meanwhile.
+        return self.tokenizer.encode_batch([text], add_special_tokens=add_special_tokens)[0].ids
 
     def count(self, text: str) -> int:
         return len(self.encode(text))

@@ -30,9 +30,7 @@ class Job:
     pipeline: Any  # decode.TokenPipeline
     prompt_tokens: int
     completion_tokens: int = 0
-    cancelled: bool = False
     clamped: bool = False  # max_tokens was lowered to fit the context
-    extra: dict[str, Any] = field(default_factory=dict)
     # Output not yet sent to the supervisor, and when output was last sent.
     held_events: list = field(default_factory=list)
     held_tokens: int = 0

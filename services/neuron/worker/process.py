@@ -33,6 +33,16 @@ class LoadError(Exception):
         self.status = status
 
 
+def load_env(load: p.Load) -> dict[str, str]:
+    """What a worker's environment needs for this load, set at spawn: CUDA reads
+    CUDA_VISIBLE_DEVICES once, at its first use (a prewarmed import may be that), so an
+    exllamav2 load (autosplit over every visible GPU) is confined to its GPUs here."""
+    if load.backend != "exllamav2":
+        return {}
+    indices = [d.split(":", 1)[1] for d in load.devices if d.startswith("cuda:")]
+    return {"CUDA_VISIBLE_DEVICES": ",".join(indices)} if indices else {}
+
+
 class WorkerProcess:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc

@@ -9,6 +9,9 @@ template, tokenises and checks the context itself, answering ``Accepted`` or
 ``Rejected`` at once (its reader thread does this while the engine thread generates),
 so errors come back before the HTTP response starts and the supervisor never needs the
 tokenizer or torch.
+
+Every ``rid`` field is the supervisor's job id (``requests.new_job_id``), unique for the
+daemon's life; a client's ``x-request-id`` never keys a frame.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Load(msgspec.Struct, tag="load"):
     cache_type: str = "fp16"
     max_concurrency: int = 1
     cpu_threads: int = 0
+    batching: str = "continuous"
+    prefix_cache_bytes: int = 0
 
 
 class Generate(msgspec.Struct, tag="generate"):
@@ -84,6 +89,8 @@ class Loaded(msgspec.Struct, tag="loaded"):
     cache_type: str | None = None
     memory: dict[str, int] = {}
     notes: list[str] = []
+    batching: str | None = None
+    prefix_cache_bytes: int = 0
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed"):
@@ -125,6 +132,8 @@ class Done(msgspec.Struct, tag="done"):
     completion_tokens: int = 0
     stop_sequence: str | None = None
     error: str | None = None
+    cached_tokens: int = 0  # of prompt_tokens, reused from the engine's prefix cache
+    engine: dict[str, int] = {}  # the engine's counters after this request (forwards, cache)
 
 
 class Tokenized(msgspec.Struct, tag="tokenized"):

@@ -1,8 +1,9 @@
 """The worker process: load one model, then serve requests from the supervisor's pipe.
 
-Two threads. The reader (main thread) decodes frames from stdin: it prepares requests
-at once (validation, template, tokenising, context check) and queues them, answers
-tokenize calls, and marks cancellations. The engine thread alone touches the engine:
+Three threads. The reader (main thread) decodes frames from stdin and applies
+cancellations at once; a preparing thread (``intake``) validates requests, renders the
+template, tokenises, checks the context and queues them, and answers tokenize calls.
+The engine thread alone touches the engine:
 it admits queued jobs FIFO up to the engine's concurrency, steps the engine, pushes each
 new token id through the job's token pipeline and writes the events back. A pipe EOF
 (the supervisor died or unloads) ends the process, which is what returns its memory.
@@ -63,9 +64,8 @@ def read_frame(stream: Reader) -> p.ToWorker | None:
 class EngineLoop:
     """The engine thread: FIFO admission, stepping, decoding, sending."""
 
-    def __init__(self, engine, factory, out: FrameWriter, max_concurrency: int) -> None:
+    def __init__(self, engine, out: FrameWriter, max_concurrency: int) -> None:
         self.engine = engine
-        self.factory = factory
         self.out = out
         self.max_concurrency = max_concurrency
         self.pending: collections.deque = collections.deque()
@@ -154,26 +154,41 @@ class EngineLoop:
             job = self.running.get(output.seq_id)
             if job is None:
                 continue
-            events = []
-            used = 0
-            for token in output.token_ids:
-                used += 1
-                events.extend(job.pipeline.push(token))
-                if job.pipeline.stopped:
-                    break
-            job.completion_tokens += used
-            ended = output.finished is not None or job.pipeline.stopped
-            if ended:
-                events.extend(job.pipeline.close())
-                if output.finished is None:
-                    self.engine.cancel(job.rid)
-            job.held_events.extend(events)
-            job.held_tokens += used
-            self._send_output(job, force=ended)
-            if ended:
-                del self.running[job.rid]
-                reason = job.pipeline.finish_reason(output.finished or "stop")
-                self._finish(job, reason)
+            try:
+                self._take(job, output)
+            except Exception as exc:
+                # Decoding this job's tokens failed: it ends, the others run on.
+                log.exception("decoding %s failed", job.rid)
+                self.engine.cancel(job.rid)
+                self.running.pop(job.rid, None)
+                self._finish(job, "error", f"{type(exc).__name__}: {exc}")
+
+    def _take(self, job, output) -> None:
+        """One step's output for a job: decode it, hold or send it, finish the job."""
+        if output.finished == "error":
+            del self.running[job.rid]
+            self._send_output(job, force=True)
+            self._finish(job, "error", output.error or "generation failed")
+            return
+        events = []
+        used = 0
+        for token in output.token_ids:
+            used += 1
+            events.extend(job.pipeline.push(token))
+            if job.pipeline.stopped:
+                break
+        job.completion_tokens += used
+        ended = output.finished is not None or job.pipeline.stopped
+        if ended:
+            events.extend(job.pipeline.close())
+            if output.finished is None:
+                self.engine.cancel(job.rid)
+        job.held_events.extend(events)
+        job.held_tokens += used
+        self._send_output(job, force=ended)
+        if ended:
+            del self.running[job.rid]
+            self._finish(job, job.pipeline.finish_reason(output.finished or "stop"))
 
     def _send_output(self, job, force: bool) -> None:
         """Send a job's held output, at most every SEND_INTERVAL_S unless ``force``.
@@ -198,8 +213,14 @@ class EngineLoop:
                 completion_tokens=job.completion_tokens,
                 stop_sequence=job.pipeline.matched_stop,
                 error=error,
+                cached_tokens=job.seq.cached_tokens,
+                engine=self._figures(),
             )
         )
+
+    def _figures(self) -> dict[str, int]:
+        figures = getattr(self.engine, "figures", None)
+        return figures() if figures is not None else {}
 
 
 def build_engine(load: p.Load):
@@ -212,6 +233,8 @@ def build_engine(load: p.Load):
         cache_type=load.cache_type,
         max_concurrency=load.max_concurrency,
         cpu_threads=load.cpu_threads,
+        batching=load.batching,
+        prefix_cache_bytes=load.prefix_cache_bytes,
     )
     if load.backend == "exllamav2":
         from cortex.services.neuron.engines.exllamav2_engine import ExLlamaV2Engine
@@ -274,59 +297,23 @@ def serve(stdin: Reader, out: FrameWriter, warm: bool) -> int:
             cache_type=caps.cache_type,
             memory=engine.memory(),
             notes=caps.notes,
+            batching=caps.batching,
+            prefix_cache_bytes=caps.prefix_cache_bytes,
         )
     )
     log.info(
         "loaded %s in %.2fs (%s)", message.model_id, time.monotonic() - started, message.backend
     )
-    loop = EngineLoop(engine, factory, out, caps.max_concurrency)
+    loop = EngineLoop(engine, out, caps.max_concurrency)
     thread = threading.Thread(target=loop.run, name="engine", daemon=True)
     thread.start()
+    from cortex.services.neuron.worker.intake import read_requests
+
     read_requests(stdin, out, loop, factory)
     loop.stop()
     thread.join(timeout=5)
     engine.close()
     return 0
-
-
-def read_requests(stdin: Reader, out: FrameWriter, loop: EngineLoop, factory) -> None:
-    from cortex.services.neuron.worker.prepare import error_fields
-
-    while True:
-        message = read_frame(stdin)
-        if message is None or isinstance(message, p.Shutdown):
-            return
-        if isinstance(message, p.Cancel):
-            loop.cancel(message.rid)
-        elif isinstance(message, p.Generate):
-            try:
-                if message.endpoint == "chat":
-                    job = factory.chat(message.rid, message.body, message.clamp_max_tokens)
-                else:
-                    job = factory.completion(message.rid, message.body, message.clamp_max_tokens)
-            except Exception as exc:
-                out.send(p.Rejected(rid=message.rid, **error_fields(exc)))
-                continue
-            out.send(
-                p.Accepted(
-                    rid=job.rid,
-                    prompt_tokens=job.prompt_tokens,
-                    max_tokens=job.seq.max_new_tokens,
-                    clamped=job.clamped,
-                )
-            )
-            loop.submit(job)
-        elif isinstance(message, p.Tokenize):
-            try:
-                ids = factory.tokenize(message.body)
-            except Exception as exc:
-                out.send(p.Rejected(rid=message.rid, **error_fields(exc)))
-                continue
-            out.send(
-                p.Tokenized(
-                    rid=message.rid, count=len(ids), max_seq_len=factory.max_seq_len, ids=ids
-                )
-            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,16 @@ def tokenizer_without_markers(tokenizer: Tokenizer) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(spec))
 
 
+def tokenizer_with_special_markers(tokenizer: Tokenizer) -> Tokenizer:
+    """The demo tokenizer with its marker tokens flagged ``special``, as many real models
+    ship them (a decoder skipping special tokens then drops their text)."""
+    spec = json.loads(tokenizer.to_str())
+    for token in spec["added_tokens"]:
+        if token["content"] in ("<think>", "</think>", "<tool_call>", "</tool_call>"):
+            token["special"] = True
+    return Tokenizer.from_str(json.dumps(spec))
+
+
 def sdk_stream(data: bytes, cast_to: type = ChatCompletionChunk) -> list:
     """Parse SSE ``data`` exactly as the openai SDK parses a streamed HTTP response."""
     request = httpx2.Request("POST", "http://neuron.test/v1/chat/completions")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipeline_support import encode, run, tokenizer_without_markers
+from pipeline_support import encode, run, tokenizer_with_special_markers, tokenizer_without_markers
 
 from cortex.services.neuron.pipeline.decode import TokenPipeline
 from cortex.services.neuron.pipeline.events import ReasoningDelta, TextDelta, ToolCallDelta
@@ -120,6 +120,21 @@ def test_valid_tool_call_becomes_structured(tokenizer, pipe):
     assert call.index == 0 and call.name == "get_weather"
     assert call.id.startswith("call_") and len(call.id) > 10
     assert json.loads(call.arguments) == {"city": "Zürich", "days": 3}
+    assert pipeline.finish_reason("stop") == "tool_calls"
+
+
+def test_markers_flagged_special_are_routed_not_skipped(tokenizer, eos_id):
+    special = tokenizer_with_special_markers(tokenizer)
+    markers = Markers.probe(special)
+    assert markers.reasoning and markers.tool_calls
+    body = '{"name": "get_weather", "arguments": {"city": "Oslo"}}'
+    text = f"<think>cold?</think>Let me check.<tool_call>\n{body}\n</tool_call><|im_end|>"
+    pipeline = TokenPipeline(special, markers, eos_ids=[eos_id])
+    events = run(pipeline, encode(special, text))
+    assert texts(events, ReasoningDelta) == "cold?"
+    assert texts(events) == "Let me check."
+    [call] = calls(events)
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Oslo"}
     assert pipeline.finish_reason("stop") == "tool_calls"
 
 
