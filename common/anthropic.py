@@ -4,6 +4,8 @@ Requests tolerate unknown fields, as api.anthropic.com tolerates new ones (and i
 ``anthropic-beta`` extras); a wrong type or a missing required field (``max_tokens`` is
 required, as Anthropic requires it) is rejected with a message naming the field.
 ``cache_control`` is accepted everywhere Anthropic accepts it and has no effect.
+``system`` messages may appear anywhere in ``messages`` (Anthropic's
+``mid-conversation-system`` beta, which Claude Code's default model uses).
 
 Responses and stream events encode every field Anthropic sends, ``null`` included
 (``stop_reason``, ``stop_sequence``), so the official SDKs validate them. The error
@@ -20,7 +22,7 @@ from msgspec import UNSET, UnsetType
 
 from cortex.common.errors import AnthropicErrorEnvelope
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "system"]
 StopReason = Literal[
     "end_turn",
     "max_tokens",
@@ -148,20 +150,31 @@ class MessageParam(msgspec.Struct):
     content: str | list[InputBlock]
 
 
+TOOL_SEARCH_PREFIX = "tool_search_tool_"
+
+
 class Tool(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A client tool. Anthropic's own tools (``web_search_...``, ``bash_...``) carry a
     versioned ``type`` and no ``input_schema``: cortex cannot run or describe them, so
-    they are refused with a message that says so."""
+    they are refused with a message that says so. The tool-search tools
+    (``tool_search_tool_regex_...``, ``..._bm25_...``) are the exception: they only let
+    the model find ``defer_loading`` tools, so cortex accepts them and shows the model
+    every tool instead (see :mod:`cortex.services.gateway.anthropic.request`)."""
 
     name: str
     input_schema: dict[str, Any] | None = None
     description: str | None = None
     type: str | None = None
     strict: bool | None = None
+    defer_loading: bool | None = None
     cache_control: CacheControl = None
 
+    @property
+    def is_tool_search(self) -> bool:
+        return (self.type or "").startswith(TOOL_SEARCH_PREFIX)
+
     def __post_init__(self) -> None:
-        if self.input_schema is not None:
+        if self.input_schema is not None or self.is_tool_search:
             return
         if self.type not in (None, "custom"):
             raise ValueError(
@@ -231,6 +244,11 @@ class MessagesBase(msgspec.Struct, kw_only=True, omit_defaults=True):
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
     output_config: OutputConfig | None = None
+
+    @property
+    def wants_thinking(self) -> bool:
+        """Whether the client asked for thinking blocks (Anthropic sends none otherwise)."""
+        return self.thinking is not None and not isinstance(self.thinking, ThinkingDisabled)
 
     def system_text(self) -> str:
         """The system prompt as one string: text blocks joined by blank lines."""
@@ -374,3 +392,22 @@ StreamEvent = (
 def event_name(event: StreamEvent) -> str:
     """The SSE event name of a stream event (its ``type`` tag)."""
     return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- models API
+
+
+class ModelInfo(msgspec.Struct, kw_only=True):
+    """One model of ``GET /v1/models`` (Anthropic's shape, when ``anthropic-version`` is sent)."""
+
+    type: Literal["model"] = "model"
+    id: str
+    display_name: str
+    created_at: str  # RFC 3339
+
+
+class ModelInfoList(msgspec.Struct, kw_only=True):
+    data: list[ModelInfo]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None

@@ -137,6 +137,9 @@ class GatewaySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     responses_max_count: int = 10000
     # Route a conversation to the placement that served its prefix (false: least in flight).
     affinity: bool = True
+    # Lower a max_tokens that does not fit the model's context to what fits, instead of
+    # answering 400 (a profile's clamp_max_tokens overrides this per model).
+    clamp_max_tokens: bool = False
 
     def __post_init__(self) -> None:
         _check("listen", parse_listen, self.listen)
@@ -274,6 +277,7 @@ class ModelProfile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_concurrency: int | None = None
     memory_estimate: int | str | None = None  # override of the computed estimate
     replicas: ReplicaRange | None = None  # default: the gateway's [replicas] min and max
+    clamp_max_tokens: bool | None = None  # None: gateway.clamp_max_tokens
 
     def __post_init__(self) -> None:
         _require("id", bool(self.id.strip()), "must not be empty")
@@ -324,9 +328,13 @@ class NeuronSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     prefix_cache: int | str = "1GiB"
     prewarm_worker: bool = True  # keep one worker process imported and ready
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The largest request body accepted; the same default as gateway.max_body_bytes, so
+    # whatever the gateway accepts the neuron does too (keep it >= the gateway's).
+    max_body_bytes: int | str = "16MiB"
 
     def __post_init__(self) -> None:
         _check("listen", parse_listen, self.listen)
+        _check("max_body_bytes", parse_size, self.max_body_bytes)
         budgets = self.memory_budget
         for value in budgets.values() if isinstance(budgets, dict) else [budgets]:
             _check("memory_budget", _check_budget, value)
@@ -335,6 +343,10 @@ class NeuronSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         _require("default_max_seq_len", self.default_max_seq_len >= 16, "must be >= 16")
         _require("cpu_threads", self.cpu_threads >= 0, "must be >= 0 (0: torch's default)")
         _check("prefix_cache", parse_size, self.prefix_cache)
+
+    @property
+    def max_body(self) -> int:
+        return parse_size(self.max_body_bytes)
 
     @property
     def node_name(self) -> str:

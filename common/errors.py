@@ -7,6 +7,7 @@ Services raise :class:`CortexError`; the HTTP layer renders it in the caller's d
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 import msgspec
@@ -121,9 +122,40 @@ def openai_error(error: CortexError) -> OpenAIErrorEnvelope:
     )
 
 
+# OpenAI's (and vLLM's, and the neuron's) context overflow wording.
+_OPENAI_OVERFLOW = re.compile(
+    r"maximum context length is (\d+) tokens.*?\((\d+) in the prompt, (\d+) for the completion\)",
+    re.S,
+)
+
+
+def anthropic_overflow_message(prompt_tokens: int, max_tokens: int, limit: int) -> str:
+    """Anthropic's exact context overflow texts. Claude Code matches them: on the first
+    it retries with a smaller ``max_tokens``, on the second it compacts the conversation;
+    any other wording is a fatal error to it."""
+    if prompt_tokens >= limit:
+        return f"prompt is too long: {prompt_tokens} tokens > {limit} maximum"
+    return (
+        f"input length and `max_tokens` exceed context limit: {prompt_tokens} + {max_tokens} "
+        f"> {limit}, decrease input length or `max_tokens` and try again"
+    )
+
+
+def anthropic_message(error: CortexError) -> str:
+    """The error's message as Anthropic words it (context overflow), else unchanged."""
+    if error.code == "context_length_exceeded":
+        found = _OPENAI_OVERFLOW.search(error.message)
+        if found is not None:
+            limit, prompt, completion = (int(n) for n in found.groups())
+            return anthropic_overflow_message(prompt, completion, limit)
+    return error.message
+
+
 def anthropic_error(error: CortexError) -> AnthropicErrorEnvelope:
     return AnthropicErrorEnvelope(
-        AnthropicErrorDetail(type=anthropic_error_type(error.status), message=error.message)
+        AnthropicErrorDetail(
+            type=anthropic_error_type(error.status), message=anthropic_message(error)
+        )
     )
 
 

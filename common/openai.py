@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
@@ -174,6 +175,41 @@ def _stop_list(stop: str | list[str] | None) -> list[str]:
     return [s for s in stop if s]
 
 
+# Fields api.openai.com accepts that cortex ignores (no effect on a local model); any
+# other top-level field it refuses, so cortex does too (``unknown_request_fields``).
+_TOLERATED_CHAT = frozenset(
+    {
+        "audio",
+        "function_call",
+        "functions",
+        "modalities",
+        "prediction",
+        "prompt_cache_key",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "verbosity",
+        "web_search_options",
+    }
+)
+
+
+def _fields(struct: type[msgspec.Struct]) -> frozenset[str]:
+    return frozenset(struct.__struct_fields__)
+
+
+KNOWN_REQUEST_FIELDS = {
+    "chat": _fields(ChatCompletionRequest) | _TOLERATED_CHAT,
+    "completions": _fields(CompletionRequest),
+}
+
+
+def unknown_request_fields(endpoint: str, fields: Iterable[str]) -> list[str]:
+    """The top-level fields of a chat or completions request OpenAI would refuse."""
+    known = KNOWN_REQUEST_FIELDS[endpoint]
+    return [name for name in fields if name not in known]
+
+
 # --------------------------------------------------------------------------- response
 
 
@@ -186,6 +222,11 @@ class Usage(msgspec.Struct):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+
+    @property
+    def cached_tokens(self) -> int:
+        details = self.prompt_tokens_details
+        return details.cached_tokens if details is not None else 0
 
 
 class Timings(msgspec.Struct, omit_defaults=True):

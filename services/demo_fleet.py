@@ -79,10 +79,11 @@ id = "demo-small"
 priority = 5
 max_seq_len = 2048
 
-# Coding agents send long prompts (Codex ~20k tokens, Claude Code 26k-70k).
+# Coding agents send long prompts (Codex ~20k tokens, Claude Code 26k-70k) and ask for
+# large max_tokens: its whole context, so they fit (claude-* below).
 [[models]]
 id = "demo-long"
-max_seq_len = 32768
+max_seq_len = 131072
 """,
     )
     configs["gateway"] = write(
@@ -217,7 +218,12 @@ def show_without_console(fleet: Fleet) -> None:
         print(f"  usage: {body['usage']}")
     else:
         print(f"  error {reply.status_code}: {body}")
-    print(f"\nTry: curl {fleet.gateway_url}/v1/models\nCtrl-C stops the fleet.", flush=True)
+    print(
+        f"\nTry: curl {fleet.gateway_url}/v1/models\n"
+        f"  or: ANTHROPIC_BASE_URL={fleet.gateway_url} ANTHROPIC_AUTH_TOKEN=x claude -p hi\n"
+        "Ctrl-C stops the fleet.",
+        flush=True,
+    )
 
 
 def run_console(fleet: Fleet) -> None:

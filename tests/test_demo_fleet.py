@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
+import httpx
 import psutil
 import pytest
-from support.ports import free_port
+from support.demo import launch_demo
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_fleet_comes_up_answers_and_stops_everything_on_ctrl_c(demo_models, tmp_path):
     (tmp_path / "models").mkdir()
-    for model in ("demo-tiny", "demo-small"):  # skip generating them again
+    for model in ("demo-tiny", "demo-small", "demo-long"):  # skip generating them again
         (tmp_path / "models" / model).symlink_to(demo_models.root / model)
-    ports = [free_port() for _ in range(4)]
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cortex.services.demo_fleet",
-            "--no-console",
-            "--dir",
-            str(tmp_path),
-            "--gateway-port",
-            str(ports[0]),
-            "--metrics-port",
-            str(ports[1]),
-            "--neuron-ports",
-            f"{ports[2]},{ports[3]}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo = launch_demo(tmp_path)
+    launcher = demo.process
     lines = []
     deadline = time.monotonic() + 240
     try:
@@ -50,6 +31,11 @@ def test_demo_fleet_comes_up_answers_and_stops_everything_on_ctrl_c(demo_models,
         assert "neuron beta: up (cpu)" in output, output
         assert "demo-tiny on alpha: loaded" in output, output
         assert "usage: {'prompt_tokens'" in output, output
+        # Claude Code's names reach demo-long with its whole context, as the README says.
+        claude = httpx.get(f"{demo.gateway_url}/v1/models/claude-sonnet-4-5").json()
+        assert claude["cortex"] == {"state": "alias", "alias_of": "demo-long"}
+        long = httpx.get(f"{demo.gateway_url}/v1/models/demo-long").json()
+        assert long["cortex"]["max_seq_len"] == 131072
         family = psutil.Process(launcher.pid).children(recursive=True)
         assert len(family) >= 4  # two neurons, the gateway, at least one model worker
     finally:

@@ -7,7 +7,13 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Request, get
 from litestar.openapi import OpenAPIConfig
 
-from cortex.services.gateway import routes_fleet, routes_messages, routes_openai, routes_responses
+from cortex.services.gateway import (
+    routes_fleet,
+    routes_messages,
+    routes_models,
+    routes_openai,
+    routes_responses,
+)
 from cortex.services.gateway.errors import handle_exception
 from cortex.services.gateway.gateway import Gateway
 from cortex.services.gateway.settings import Settings
@@ -38,7 +44,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             health,
-            routes_openai.list_models,
+            routes_models.about,
+            routes_models.about_head,
+            routes_models.list_models,
+            routes_models.retrieve_model,
             routes_openai.chat_completions,
             routes_openai.completions,
             routes_messages.messages,

@@ -89,6 +89,7 @@ def _loop_factory():
 
 
 async def serve(settings) -> None:
+    from cortex.services.gateway import access_log
     from cortex.services.gateway.app import create_app
     from cortex.services.gateway.metrics import metrics_app
 
@@ -97,13 +98,16 @@ async def serve(settings) -> None:
     host, port = parse_listen(section.listen)
     metrics_host, metrics_port = parse_listen(section.metrics_listen)
     level = logging.getLevelName(section.log_level.upper())
+    # The gateway writes its own line per request (access_log); uvicorn's is off in both
+    # servers. (uvicorn's access_log=False empties the process-wide uvicorn.access
+    # logger, so the metrics server's config used to silence the API's too.)
     api = uvicorn.Server(
         uvicorn.Config(
-            app,
+            access_log.middleware(app),
             host=host,
             port=port,
             log_level=level,
-            access_log=section.log_level == "debug",
+            access_log=False,
             log_config=None,
             timeout_keep_alive=75,
             proxy_headers=False,  # client addresses are not used; saves a middleware hop

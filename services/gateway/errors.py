@@ -1,7 +1,8 @@
 """Every error the gateway answers, in the caller's dialect.
 
-``/v1/messages*`` speaks Anthropic's error envelope; everything else (OpenAI routes,
-``/fleet``, unknown paths) speaks OpenAI's. Litestar's own errors (unknown route, wrong
+``/v1/messages*``, and ``/v1/models*`` asked with ``anthropic-version``, speak
+Anthropic's error envelope; everything else (OpenAI routes, ``/fleet``, unknown paths)
+speaks OpenAI's. Litestar's own errors (unknown route, wrong
 method, body too large, a fleet action body that does not validate) are re-told with a
 message that says what to do.
 """
@@ -17,24 +18,31 @@ from litestar.exceptions import HTTPException, ValidationException
 from cortex.common.errors import (
     CortexError,
     anthropic_error_body,
+    anthropic_message,
     openai_error_body,
 )
+from cortex.services.gateway import access_log
 
 log = logging.getLogger("cortex.gateway")
 
 Dialect = Literal["openai", "anthropic"]
 
 ROUTES_HINT = (
-    "the gateway serves GET /v1/models, POST /v1/chat/completions, POST /v1/completions, "
-    "POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/responses, "
-    "GET|DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, GET /fleet, "
-    "GET /fleet/events, "
+    "the gateway serves GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions, "
+    "POST /v1/completions, POST /v1/messages, POST /v1/messages/count_tokens, "
+    "POST /v1/responses, GET|DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, "
+    "GET /fleet, GET /fleet/events, "
     "POST /fleet/models/{id}/load|unload|pin|unpin and GET /health"
 )
 
 
-def dialect_for(path: str) -> Dialect:
-    return "anthropic" if path.startswith("/v1/messages") else "openai"
+def dialect_for(request: Request) -> Dialect:
+    path = request.url.path
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1/models") and "anthropic-version" in request.headers:
+        return "anthropic"
+    return "openai"
 
 
 def error_body(error: CortexError, dialect: Dialect) -> bytes:
@@ -85,7 +93,7 @@ def _from_litestar(request: Request, exc: HTTPException) -> CortexError:
 
 
 def handle_exception(request: Request, exc: Exception) -> Response:
-    dialect = dialect_for(request.url.path)
+    dialect = dialect_for(request)
     if isinstance(exc, CortexError):
         error = exc
     elif isinstance(exc, HTTPException):
@@ -99,4 +107,6 @@ def handle_exception(request: Request, exc: Exception) -> Response:
             code="internal_error",
         )
     rid = getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
+    # The reason as the client read it (Anthropic's wording of a context overflow).
+    access_log.note(reason=anthropic_message(error) if dialect == "anthropic" else error.message)
     return error_response(error, dialect, rid)

@@ -19,6 +19,8 @@ from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
 from cortex.common.errors import CortexError, invalid_body
+from cortex.common.openai import unknown_request_fields
+from cortex.services.gateway import access_log
 
 T = TypeVar("T")
 
@@ -45,15 +47,34 @@ class RequestHead(msgspec.Struct):
 
 
 _head_decoder = msgspec.json.Decoder(RequestHead)
+_fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
-def parse_head(body: bytes) -> RequestHead:
+def parse_head(body: bytes, endpoint: str) -> RequestHead:
+    """The routing fields of a chat or completions body; a 400 for a field OpenAI would
+    refuse (e.g. an Anthropic-style top-level ``system``), which would otherwise be
+    dropped silently."""
     if not body.strip():
         raise CortexError(400, "Request body is empty: send a JSON object.", code="invalid_request")
     try:
-        return _head_decoder.decode(body)
+        head = _head_decoder.decode(body)
+        unknown = unknown_request_fields(endpoint, _fields_decoder.decode(body))
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise invalid_body(exc) from None
+    if unknown:
+        hint = ""
+        if unknown[0] == "system" and endpoint == "chat":
+            hint = (
+                ' The system prompt goes into `messages` as {"role": "system", "content": ...}'
+                " here; a top-level `system` is the Anthropic dialect (POST /v1/messages)."
+            )
+        raise CortexError(
+            400,
+            f"Unrecognized request argument supplied: {unknown[0]}.{hint}",
+            code="unknown_parameter",
+            param=unknown[0],
+        )
+    return head
 
 
 def replace_model(body: bytes, model: str) -> bytes:
@@ -71,21 +92,30 @@ def request_id(request: Request) -> str:
         given = request.headers.get("x-request-id", "").strip()
         usable = given and len(given) <= 128 and given.isprintable()
         rid = request.state.request_id = given if usable else f"req-{uuid.uuid4().hex[:20]}"
+        access_log.note(request_id=rid)
     return rid
 
 
-def upstream_headers(request_id: str, stream: bool) -> dict[str, str]:
-    return {
+CLAMP_HEADER = "x-cortex-clamp-max-tokens"  # asks the neuron to lower max_tokens to fit
+CLAMPED_HEADER = "x-cortex-max-tokens-clamped"  # the neuron's answer: the lowered value
+
+
+def upstream_headers(request_id: str, stream: bool, clamp: bool = False) -> dict[str, str]:
+    headers = {
         "content-type": "application/json",
         "accept": "text/event-stream" if stream else "application/json",
         "x-request-id": request_id,
     }
+    if clamp:
+        headers[CLAMP_HEADER] = "1"
+    return headers
 
 
 def resolve_model(gateway, name: str) -> str:
     """The model id behind a client's model name (aliases applied); 404 if the fleet lacks it."""
     scheduler = gateway.scheduler
     model = scheduler.resolve(name)
+    access_log.note(model=model)
     if not scheduler.model_known(model):
         shown = name if model == name else f"{name}' (alias of '{model}"
         raise scheduler.unknown_model_error(shown, param="model")

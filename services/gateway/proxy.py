@@ -17,26 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
 from cortex.common.errors import CortexError
 from cortex.common.openai import Timings, Usage
+from cortex.services.gateway import access_log
 from cortex.services.gateway.affinity import Prefix
 from cortex.services.gateway.anthropic import error_from_openai
 from cortex.services.gateway.neuron_client import NeuronUnreachable
-from cortex.services.gateway.plumbing import ClientGone, unless_client_leaves
+from cortex.services.gateway.plumbing import CLAMPED_HEADER, ClientGone, unless_client_leaves
 from cortex.services.gateway.state import Lease, Waiter
 from cortex.services.gateway.upstream import UpstreamError, UpstreamResponse
 
 # The first chunk carrying generated output (not the role-only opening chunk).
-log = logging.getLogger("cortex.gateway.request")
 _FIRST_TOKEN = re.compile(rb'"(?:content|reasoning_content|text)":"(?!")|"tool_calls":\[')
 _DONE = b"data: [DONE]"
 
@@ -154,19 +153,14 @@ class Meter:
             completion_tokens=completion,
             decode_rate=rate,
         )
-        log.info(
-            "request %s model=%s neuron=%s route=%s endpoint=%s status=%d prompt=%d "
-            "completion=%d ttft_ms=%s total_ms=%.1f",
-            self.request_id or "-",
-            self.model,
-            neuron or "-",
-            self.route or "-",
-            self.endpoint,
-            status,
-            prompt,
-            completion,
-            f"{ttft * 1000:.1f}" if ttft is not None else "-",
-            (end - self.started) * 1000,
+        ttft_ms = f"{ttft * 1000:.1f}" if ttft is not None else "-"
+        access_log.measured(
+            model=self.model,
+            neuron=neuron,
+            status=status,
+            figures=f"route={self.route or '-'} endpoint={self.endpoint} prompt={prompt} "
+            f"completion={completion} ttft_ms={ttft_ms}",
+            request_id=self.request_id,
         )
 
 
@@ -178,6 +172,9 @@ class Exchange:
     body: bytes
     headers: dict[str, str]
     meter: Meter
+    # Headers of the neuron's answer the client sees too (the clamped max_tokens); filled
+    # when the neuron answers, so a stream that waited for a load has none of them.
+    reply_headers: dict[str, str] = field(default_factory=dict)
 
 
 class Upstream:
@@ -333,6 +330,9 @@ async def obtain(
             upstream.response = await gateway.pool[lease.neuron].open(
                 exchange.path, exchange.body, exchange.headers
             )
+            clamped = upstream.response.header(CLAMPED_HEADER.encode())
+            if clamped is not None:
+                exchange.reply_headers[CLAMPED_HEADER] = clamped.decode("latin-1")
             return
         except NeuronUnreachable as exc:
             upstream.give_back()
@@ -462,11 +462,14 @@ async def waiting_stream(
     except CortexError as exc:
         upstream.close()
         meter.report(exc.status)
+        access_log.note(reason=exc.message)
         yield dialect.fail(exc)
         return
     assert upstream.response is not None
     if upstream.response.status_code != 200:
-        yield dialect.fail(await refusal(gateway, upstream, meter))
+        error = await refusal(gateway, upstream, meter)
+        access_log.note(reason=error.message)
+        yield dialect.fail(error)
         return
     async for chunk in dialect.answer(upstream):
         yield chunk
@@ -558,27 +561,32 @@ async def relay(
                 yield tail
         elif not meter.saw_done:
             status = 502
-            yield fail(
-                CortexError(
-                    502,
-                    f"Neuron '{lease.neuron}' ended the stream before it finished; the answer "
-                    "is incomplete.",
-                    code="upstream_incomplete",
-                )
+            yield _failed(
+                fail,
+                f"Neuron '{lease.neuron}' ended the stream before it finished; the answer "
+                "is incomplete.",
+                "upstream_incomplete",
             )
     except UpstreamError as exc:
         status = 502
-        yield fail(
-            CortexError(
-                502,
-                f"Neuron '{lease.neuron}' failed mid-stream ({exc or type(exc).__name__}); "
-                "the answer is incomplete. Retry the request.",
-                code="upstream_failed",
-            )
+        yield _failed(
+            fail,
+            f"Neuron '{lease.neuron}' failed mid-stream ({exc or type(exc).__name__}); "
+            "the answer is incomplete. Retry the request.",
+            "upstream_failed",
         )
     except (asyncio.CancelledError, GeneratorExit):
-        status = 499  # the client left; closing the upstream below cancels the neuron
+        # The client left; closing the upstream below cancels the neuron. After [DONE]
+        # the answer was whole (LangChain closes right then): that is a 200.
+        if not meter.saw_done:
+            status = 499
         raise
     finally:
         upstream.close()
         meter.report(status, lease.neuron)
+
+
+def _failed(fail: Callable[[CortexError], bytes], message: str, code: str) -> bytes:
+    """The error event ending a stream the neuron broke (a 502), its reason logged."""
+    access_log.note(reason=message)
+    return fail(CortexError(502, message, code=code))

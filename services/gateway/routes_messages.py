@@ -7,7 +7,9 @@ ignored (Claude Code sends both).
 
 count_tokens never loads a model: it asks a neuron where the model is loaded, else any
 healthy neuron that has it on disk, whose ``/tokenize`` runs the model's own chat
-template with just its tokenizer.
+template with just its tokenizer. A prompt that does not fit the model's context (the
+loaded one's, else the one a load would get) is Anthropic's ``prompt is too long`` 400,
+as /v1/messages would answer it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import msgspec
 from litestar import Request, Response, post
 
 from cortex.common import anthropic as a
-from cortex.common.errors import CortexError, decode_body
+from cortex.common.errors import CortexError, anthropic_overflow_message, decode_body
 from cortex.common.openai import ChatCompletion
-from cortex.services.gateway import affinity
+from cortex.services.gateway import access_log, affinity
 from cortex.services.gateway.anthropic import (
     StreamTranslator,
     count_tokens_response,
@@ -60,7 +62,7 @@ async def messages(request: Request) -> Response:
     req = decode_body(await request.body(), a.MessagesRequest)
     model = resolve_model(gateway, req.model)
     body = _encoder.encode(to_openai_request(req, model=model))
-    headers = upstream_headers(rid, req.stream)
+    headers = upstream_headers(rid, req.stream, gateway.settings.clamps_max_tokens(model))
     meter = Meter(gateway, model, "messages", started, rid)
     reply_headers = {"x-request-id": rid}
     exchange = Exchange(CHAT_PATH, body, headers, meter)
@@ -86,7 +88,7 @@ async def messages(request: Request) -> Response:
     dialect = StreamDialect(keepalive=translator.ping, fail=translator.error, answer=answer)
     upstream = await admit(gateway, model, rid, meter, prefix)
     stream = await open_stream(gateway, upstream, exchange, dialect, request)
-    return sse_response(stream, reply_headers)
+    return sse_response(stream, {**reply_headers, **exchange.reply_headers})
 
 
 async def _whole(request, gateway, upstream, req, exchange, reply_headers) -> Response:
@@ -102,7 +104,9 @@ async def _whole(request, gateway, upstream, req, exchange, reply_headers) -> Re
         ) from None
     message = from_openai_response(completion, req, model=req.model)
     return Response(
-        content=_encoder.encode(message), media_type="application/json", headers=reply_headers
+        content=_encoder.encode(message),
+        media_type="application/json",
+        headers={**reply_headers, **exchange.reply_headers},
     )
 
 
@@ -120,7 +124,7 @@ async def count_tokens(request: Request) -> Response:
         profile = gateway.settings.profiles.get(model)
         path = profile.neuron_path if profile else model
         holders = [
-            (v.name, file.id)
+            (v.name, file)
             for v in scheduler.neurons.values()
             if v.up and (file := v.has_file(path)) is not None and scheduler.allowed(v, model)
         ]
@@ -131,8 +135,18 @@ async def count_tokens(request: Request) -> Response:
                 "neuron that has it on disk is up. Check GET /fleet.",
                 code="model_unavailable_all_down",
             )
-        neuron, name = holders[0]
+        neuron, file = holders[0]
+        name = file.id
+    access_log.note(neuron=neuron)
     counted = await gateway.pool[neuron].tokenize(to_tokenize_request(req, model=name))
+    limit = scheduler.context_length(model) or counted.max_seq_len
+    if limit and counted.count >= limit:
+        raise CortexError(
+            400,
+            anthropic_overflow_message(counted.count, 0, limit),
+            code="context_length_exceeded",
+            param="messages",
+        )
     return Response(
         content=_encoder.encode(count_tokens_response(counted)),
         media_type="application/json",

@@ -1,4 +1,4 @@
-"""OpenAI routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``.
+"""OpenAI routes: ``POST /v1/chat/completions``, ``POST /v1/completions``.
 
 Bodies go upstream as the client sent them (only ``model`` is rewritten when an alias
 was used) and answers come back byte for byte. A stream whose model is loaded answers
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, post
 
 from cortex.common.errors import CortexError, openai_error_body
-from cortex.common.openai import ModelCard, ModelList
 from cortex.common.sse import DONE, PING
 from cortex.services.gateway import affinity
 from cortex.services.gateway.auth import require_client
@@ -43,55 +42,6 @@ def openai_error_event(error: CortexError) -> bytes:
     return b"data: " + openai_error_body(error) + b"\n\n" + DONE
 
 
-@get("/v1/models", sync_to_thread=False)
-def list_models(request: Request) -> Response:
-    require_client(request)
-    gateway = request.app.state.gateway
-    return Response(
-        content=ModelList(data=model_cards(gateway)),
-        media_type="application/json",
-    )
-
-
-def model_cards(gateway) -> list[ModelCard]:
-    scheduler = gateway.scheduler
-    cards = []
-    for entry in scheduler.catalogue():
-        records = scheduler.placements_of(entry.id)
-        up = {n for n, v in scheduler.neurons.items() if v.up}
-        loaded_on = [r.neuron for r in records if r.state == "loaded" and r.neuron in up]
-        loading = [r for r in records if r.state == "loading" and r.neuron in up]
-        available_up = [n for n in entry.available_on if n in up]
-        if loaded_on:
-            state = "loaded"
-        elif loading:
-            state = "loading"
-        elif available_up:
-            state = "available"
-        else:
-            state = "unavailable"
-        extra: dict = {
-            "state": state,
-            "loaded_on": loaded_on,
-            "available_on": entry.available_on,
-            "pinned": entry.pinned,
-        }
-        if loading:
-            extra["loading_on"] = [r.neuron for r in loading]
-            progress = loading[0].progress
-            extra["progress"] = progress.fraction if progress is not None else 0.0
-        if entry.memory_estimate is not None:
-            extra["memory_estimate"] = entry.memory_estimate
-        if entry.max_seq_len is not None:
-            extra["max_seq_len"] = entry.max_seq_len
-        created = min((int(r.loaded_at) for r in records if r.loaded_at), default=0)
-        cards.append(ModelCard(id=entry.id, created=created, cortex=extra))
-    for alias, target in gateway.settings.config.aliases.items():
-        if not any(ch in alias for ch in "*?[") and not scheduler.model_known(alias):
-            cards.append(ModelCard(id=alias, cortex={"state": "alias", "alias_of": target}))
-    return cards
-
-
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request) -> Response:
     return await forward(request, "/v1/chat/completions", "chat")
@@ -108,12 +58,12 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
     gateway = request.app.state.gateway
     rid = request_id(request)
     body = await request.body()
-    head = parse_head(body)
+    head = parse_head(body, endpoint)
     model = resolve_model(gateway, head.model)
     if model != head.model:
         body = replace_model(body, model)
     meter = Meter(gateway, model, endpoint, started, rid)
-    headers = upstream_headers(rid, head.stream)
+    headers = upstream_headers(rid, head.stream, gateway.settings.clamps_max_tokens(model))
     reply_headers = {"x-request-id": rid}
     exchange = Exchange(path, body, headers, meter)
     prefix = affinity.from_openai(body)
@@ -126,7 +76,10 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
         except ClientGone:
             return Response(content=b"", status_code=499)
         return Response(
-            content=data, status_code=200, media_type="application/json", headers=reply_headers
+            content=data,
+            status_code=200,
+            media_type="application/json",
+            headers={**reply_headers, **exchange.reply_headers},
         )
     dialect = StreamDialect(
         keepalive=lambda: PING,
@@ -135,4 +88,4 @@ async def forward(request: Request, path: str, endpoint: str) -> Response:
     )
     upstream = await admit(gateway, model, rid, meter, prefix)
     stream = await open_stream(gateway, upstream, exchange, dialect, request)
-    return sse_response(stream, reply_headers)
+    return sse_response(stream, {**reply_headers, **exchange.reply_headers})

@@ -67,6 +67,13 @@ class Settings:
             responses_path=_resolve(base, responses_db) if responses_db else None,
         )
 
+    def clamps_max_tokens(self, model: str) -> bool:
+        """Whether requests for ``model`` get max_tokens lowered to fit (clamp_max_tokens)."""
+        profile = self.profiles.get(model)
+        if profile is not None and profile.clamp_max_tokens is not None:
+            return profile.clamp_max_tokens
+        return self.config.gateway.clamp_max_tokens
+
     def resolve_alias(self, name: str, known: Callable[[str], bool] = lambda _: False) -> str:
         """The model id a client's name stands for: an exact alias, then the first glob match.
 

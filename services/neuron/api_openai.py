@@ -35,6 +35,10 @@ from cortex.services.neuron.pipeline.events import Finish
 from cortex.services.neuron.requests import Endpoint, RequestHandle
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Asked by the gateway (clamp_max_tokens): lower max_tokens to what fits the context
+# instead of refusing; the answer then reports the lowered value.
+CLAMP_HEADER = "x-cortex-clamp-max-tokens"
+CLAMPED_HEADER = "x-cortex-max-tokens-clamped"
 
 
 @post(
@@ -109,7 +113,8 @@ async def _generate(
     body = await request.body()
     runtime = manager.runtime_for(model)
     handle = runtime.admit(endpoint, request_id(request), arrived)
-    await handle.start(body)
+    await handle.start(body, clamp_max_tokens=request.headers.get(CLAMP_HEADER) == "1")
+    headers = {CLAMPED_HEADER: str(handle.max_tokens)} if handle.clamped else {}
     created = now()
     cid = completion_id("chatcmpl" if endpoint == "chat" else "cmpl")
     if stream:
@@ -118,7 +123,11 @@ async def _generate(
             projector = project.ChatStreamProjector(model, cid, created, include_usage)
         else:
             projector = project.CompletionStreamProjector(model, cid, created, include_usage)
-        return Stream(_sse(handle, projector), media_type="text/event-stream", headers=SSE_HEADERS)
+        return Stream(
+            _sse(handle, projector),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **headers},
+        )
     events = await _collect_unless_disconnected(request, handle)
     finish = events[-1] if events and isinstance(events[-1], Finish) else None
     if finish is not None and finish.reason == "error":
@@ -128,7 +137,7 @@ async def _generate(
         result = project.chat_completion(events, model=model, completion_id=cid, created=created)
     else:
         result = project.completion(events, model=model, completion_id=cid, created=created)
-    return Response(result)
+    return Response(result, headers=headers)
 
 
 async def _sse(handle: RequestHandle, projector) -> AsyncIterator[bytes]:

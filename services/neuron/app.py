@@ -34,6 +34,7 @@ def create_app(settings: NeuronSection, models_dir: Path | None = None) -> Lites
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[DefineMiddleware(RequestIdAndAuth, token=settings.token)],
         lifespan=[lifespan],
+        request_max_body_size=settings.max_body,
         openapi_config=OpenAPIConfig(
             title="cortex-neuron",
             version=VERSION,

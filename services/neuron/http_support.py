@@ -34,10 +34,24 @@ def error_response(error: CortexError) -> Response:
     )
 
 
+def refused(request: Request, error: CortexError) -> Response:
+    """The error answer, logged in one line with its reason (the request never ran, so
+    the manager's per-request line does not cover it)."""
+    log.log(
+        logging.ERROR if error.status >= 500 else logging.INFO,
+        "request %s %s %s status=%d code=%s reason=%s",
+        request_id_var.get(),
+        request.method,
+        request.url.path,
+        error.status,
+        error.code or "-",
+        error.message,
+    )
+    return error_response(error)
+
+
 def cortex_error_handler(request: Request, exc: CortexError) -> Response:
-    if exc.status >= 500:
-        log.error("%s %s -> %d %s", request.method, request.url.path, exc.status, exc.message)
-    return error_response(exc)
+    return refused(request, exc)
 
 
 def validation_error_handler(request: Request, exc: ValidationException) -> Response:
@@ -50,14 +64,15 @@ def validation_error_handler(request: Request, exc: ValidationException) -> Resp
         text = f"Invalid request body: {message}. Send a JSON object."
         if key == "data":
             text = "Request body is empty or not a JSON object: send a JSON object."
-        return error_response(CortexError(400, text, code="invalid_request"))
-    return error_response(
+        return refused(request, CortexError(400, text, code="invalid_request"))
+    return refused(
+        request,
         CortexError(
             400,
             f"Invalid request body: {message} (field `{key}`)",
             code="invalid_request",
             param=str(key),
-        )
+        ),
     )
 
 
@@ -68,10 +83,16 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
         detail = f"No route {request.method} {request.url.path} on this neuron."
     elif status == 405:
         detail = f"Method {request.method} is not allowed on {request.url.path}."
-    code = {404: "not_found", 405: "method_not_allowed"}.get(status)
+    elif status == 413:
+        detail = (
+            f"The request body is larger than this neuron accepts "
+            f"({request.app.request_max_body_size} bytes, neuron.max_body_bytes in "
+            "neuron.toml): send a smaller request or raise the limit."
+        )
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
     error = CortexError(status, detail, code=code)
     headers = dict(exc.headers or {})
-    response = error_response(error)
+    response = refused(request, error)
     response.headers.update(headers)
     return response
 

@@ -188,6 +188,19 @@ class ModelManager:
         backend = self.chooser.choose(request.backend, model_file.format)
         devices = self._devices_for(request.devices, backend)
         model_max = model_file.max_seq_len or self.settings.default_max_seq_len
+        if request.max_seq_len and model_file.max_seq_len and request.max_seq_len > model_max:
+            # Capping it silently would make the gateway advertise a context the model
+            # never had; a longer context needs the model's own config to allow it.
+            raise CortexError(
+                400,
+                f"max_seq_len {request.max_seq_len} is above {model_id}'s own context length "
+                f"of {model_max} tokens (max_position_embeddings in {path}/config.json): "
+                f"lower max_seq_len (the models.toml profile) to {model_max} or less. To run "
+                "it longer, extend the model's context in its config.json (e.g. rope_scaling "
+                "with a larger max_position_embeddings) where the model supports that.",
+                code="max_seq_len_too_large",
+                param="max_seq_len",
+            )
         max_seq_len = min(request.max_seq_len or self.settings.default_max_seq_len, model_max)
         if max_seq_len < 16:
             raise CortexError(400, "max_seq_len must be >= 16.", param="max_seq_len")
@@ -442,7 +455,7 @@ class ModelManager:
         self.bus.publish(RequestEvent(stats=stats))
         log.info(
             "request %s model=%s endpoint=%s status=%s finish=%s prompt=%d completion=%d "
-            "ttft_ms=%s decode_tok_s=%s total_ms=%.1f",
+            "ttft_ms=%s decode_tok_s=%s total_ms=%.1f%s",
             stats.request_id,
             stats.model,
             stats.endpoint,
@@ -453,6 +466,7 @@ class ModelManager:
             None if stats.ttft_ms is None else round(stats.ttft_ms, 1),
             None if stats.decode_tokens_per_s is None else round(stats.decode_tokens_per_s, 1),
             stats.total_ms,
+            f" reason={stats.error!r}" if stats.error else "",
         )
 
     def _refresh_live(self) -> None:

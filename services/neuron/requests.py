@@ -52,6 +52,7 @@ class RequestHandle:
         self.arrived = arrived  # time.monotonic() when the HTTP request came in
         self.prompt_tokens = 0
         self.max_tokens = 0
+        self.clamped = False  # max_tokens was lowered to fit the context
         self.completion_tokens = 0
         self.started_at: float | None = None
         self.first_token_at: float | None = None
@@ -64,10 +65,12 @@ class RequestHandle:
 
     # ------------------------------------------------------------------ start
 
-    async def start(self, body: bytes) -> None:
-        """Send the request; return once accepted, raise CortexError when rejected."""
+    async def start(self, body: bytes, clamp_max_tokens: bool = False) -> None:
+        """Send the request; return once accepted, raise CortexError when rejected.
+
+        ``clamp_max_tokens`` lowers a max_tokens that does not fit instead of refusing."""
         try:
-            first = await self._send(body)
+            first = await self._send(body, clamp_max_tokens)
         except BaseException:
             self._closed = True
             self.runtime.release(self)
@@ -87,15 +90,23 @@ class RequestHandle:
         assert isinstance(first, p.Accepted)
         self.prompt_tokens = first.prompt_tokens
         self.max_tokens = first.max_tokens
+        self.clamped = first.clamped
         self.runtime.on_accepted(self)
 
-    async def _send(self, body: bytes) -> p.FromWorker:
+    async def _send(self, body: bytes, clamp_max_tokens: bool) -> p.FromWorker:
         worker = self.runtime.worker
         if worker is None or not worker.alive:
             raise self.runtime.unavailable()
         try:
             self._queue = worker.open(self.job)
-            worker.send(p.Generate(rid=self.job, endpoint=self.endpoint, body=body))
+            worker.send(
+                p.Generate(
+                    rid=self.job,
+                    endpoint=self.endpoint,
+                    body=body,
+                    clamp_max_tokens=clamp_max_tokens,
+                )
+            )
         except WorkerGone:
             raise self.runtime.unavailable() from None
         try:

@@ -117,6 +117,14 @@ def test_load_errors_are_clear(neuron):
     bad = neuron.post("/models/load", json={"model": "demo-tiny", "id": "t", "cache_type": "q3"})
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "cache_type"
+    # A context beyond the model's own is refused, not silently capped.
+    too_long = neuron.post(
+        "/models/load", json={"model": "demo-tiny", "id": "t", "max_seq_len": 32768}
+    )
+    assert too_long.status_code == 400
+    error = too_long.json()["error"]
+    assert error["param"] == "max_seq_len" and error["code"] == "max_seq_len_too_large"
+    assert "32768" in error["message"] and "2048" in error["message"]
 
 
 def test_tokenize_loaded_and_on_disk(neuron):

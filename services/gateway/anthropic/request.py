@@ -5,7 +5,12 @@ conversation as the client meant it):
 
 - ``system`` (a string or text blocks, ``cache_control`` ignored) becomes one system
   message, blocks joined by a blank line. Several text blocks in a turn are joined the
-  same way.
+  same way. A ``system`` message inside ``messages`` (Anthropic's mid-conversation
+  system beta) becomes a system message at the same place; text only, as Anthropic
+  requires. (A neuron whose chat template takes only a leading system message folds
+  the later ones into it: ``cortex.services.neuron.pipeline.prompt``.)
+- Tool-search tools are left out and ``defer_loading`` tools are declared like any
+  other: a local model has no server-side tool search, so it sees every tool at once.
 - A user turn's ``tool_result`` blocks become ``tool`` messages (``tool_call_id`` =
   ``tool_use_id``), in their order, placed before the turn's other content, which
   follows as one user message: OpenAI requires tool messages to follow the assistant's
@@ -36,7 +41,7 @@ _JSON = msgspec.json.Encoder()
 
 def tool_names(req: a.MessagesBase) -> ToolNameMap:
     """The name map for a request: its declared tools, then names used in its history."""
-    names = ToolNameMap(tool.name for tool in req.tools or ())
+    names = ToolNameMap(tool.name for tool in client_tools(req))
     for message in req.messages:
         if isinstance(message.content, list):
             for block in message.content:
@@ -74,8 +79,14 @@ def to_openai_request(
     )
 
 
+def client_tools(req: a.MessagesBase) -> list[a.Tool]:
+    """The request's tools the model is shown: all but the tool-search tools."""
+    return [tool for tool in req.tools or () if not tool.is_tool_search]
+
+
 def to_openai_tools(req: a.MessagesBase, names: ToolNameMap) -> list[o.Tool] | None:
-    if not req.tools:
+    tools = client_tools(req)
+    if not tools:
         return None
     return [
         o.Tool(
@@ -86,7 +97,7 @@ def to_openai_tools(req: a.MessagesBase, names: ToolNameMap) -> list[o.Tool] | N
                 strict=tool.strict,
             )
         )
-        for tool in req.tools
+        for tool in tools
     ]
 
 
@@ -99,6 +110,8 @@ def to_openai_messages(req: a.MessagesBase, names: ToolNameMap) -> list[o.ChatMe
         where = f"messages[{i}]"
         if message.role == "user":
             messages.extend(_user_turn(message.content, where))
+        elif message.role == "system":
+            messages.append(_system_turn(message.content, where))
         else:
             messages.append(_assistant_turn(message.content, where, names))
     return messages
@@ -131,6 +144,24 @@ def _user_turn(content: str | list[a.InputBlock], where: str) -> list[o.ChatMess
     if parts or not results:
         results.append(o.ChatMessage(role="user", content=_content(parts)))
     return results
+
+
+def _system_turn(content: str | list[a.InputBlock], where: str) -> o.ChatMessage:
+    if isinstance(content, str):
+        return o.ChatMessage(role="system", content=content)
+    texts = []
+    for j, block in enumerate(content):
+        if not isinstance(block, a.TextBlock):
+            at = f"{where}.content[{j}]"
+            kind = type(block).__struct_config__.tag
+            raise CortexError(
+                400,
+                f"{at}: a system message holds text blocks only, not a {kind} block.",
+                code="invalid_request",
+                param=at,
+            )
+        texts.append(block.text)
+    return o.ChatMessage(role="system", content=_join(texts))
 
 
 def _assistant_turn(
@@ -265,7 +296,7 @@ def _tool_choice(
     choice = req.tool_choice
     if choice is None:
         return None, None
-    if not req.tools:
+    if not client_tools(req):
         if isinstance(choice, a.ToolChoiceAuto | a.ToolChoiceNone):
             return None, None  # nothing to choose from: the same as no tools
         raise CortexError(
@@ -282,7 +313,7 @@ def _tool_choice(
         return "required", parallel
     if isinstance(choice, a.ToolChoiceNone):
         return "none", None
-    declared = [tool.name for tool in req.tools or ()]
+    declared = [tool.name for tool in client_tools(req)]
     if choice.name not in declared:
         raise CortexError(
             400,

@@ -2,6 +2,10 @@
 
 - Blocks go in Anthropic's order: ``thinking`` (from ``reasoning_content``, with a
   synthetic signature, since Claude Code expects one), ``text``, then ``tool_use``.
+  Thinking blocks only when the request asked for thinking, as Anthropic does; the
+  model's reasoning is dropped otherwise.
+- Usage: the upstream's cached prompt tokens (``prompt_tokens_details.cached_tokens``)
+  are ``cache_read_input_tokens``, and ``input_tokens`` the rest, as Anthropic counts.
 - A tool call whose arguments are not a JSON object cannot be a ``tool_use`` block
   (Anthropic's ``input`` is an object): it becomes a text block holding the raw
   arguments, and counts as no tool call for ``stop_reason``. (The neuron only emits
@@ -69,7 +73,12 @@ def stop_reason_for(
 def usage_from_openai(usage: o.Usage | None) -> a.Usage:
     if usage is None:
         return a.Usage(input_tokens=0, output_tokens=0)
-    return a.Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+    cached = usage.cached_tokens
+    return a.Usage(
+        input_tokens=usage.prompt_tokens - cached,
+        output_tokens=usage.completion_tokens,
+        cache_read_input_tokens=cached,
+    )
 
 
 def from_openai_response(
@@ -93,7 +102,7 @@ def from_openai_response(
     text = ""
     if choice is not None:
         message = choice.message
-        if message.reasoning_content:
+        if message.reasoning_content and (request is None or request.wants_thinking):
             blocks.append(
                 a.ThinkingBlock(thinking=message.reasoning_content, signature=THINKING_SIGNATURE)
             )

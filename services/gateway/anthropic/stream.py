@@ -90,6 +90,8 @@ class StreamTranslator:
         self.message_id = message_id or new_message_id()
         self._names = tool_names(request) if request is not None else ToolNameMap()
         self._stops: tuple[str, ...] = tuple(getattr(request, "stop_sequences", None) or ())
+        # Anthropic sends thinking blocks only to a request that asked for thinking.
+        self._show_thinking = request is None or request.wants_thinking
         self._input_tokens = input_tokens
         self._decoder = SSEDecoder()
         self._started = False
@@ -211,7 +213,7 @@ class StreamTranslator:
 
     def _on_choice(self, choice: o.ChunkChoice, out: list[bytes]) -> None:
         delta = choice.delta
-        if delta.reasoning_content:
+        if delta.reasoning_content and self._show_thinking:
             self._thinking(delta.reasoning_content, out)
         if delta.content:
             self._text(delta.content, out)
@@ -329,9 +331,11 @@ class StreamTranslator:
         delta_usage = a.MessageDeltaUsage(
             # Without a usage chunk, count content chunks: one token each from a neuron.
             output_tokens=usage.completion_tokens if usage else self._content_chunks,
-            input_tokens=usage.prompt_tokens if usage else (self._input_tokens or None),
+            input_tokens=(
+                usage.prompt_tokens - usage.cached_tokens if usage else (self._input_tokens or None)
+            ),
             cache_creation_input_tokens=0,
-            cache_read_input_tokens=0,
+            cache_read_input_tokens=usage.cached_tokens if usage else 0,
         )
         out.append(
             encode_event(

@@ -109,12 +109,9 @@ def usage_for(usage: r.ChatUsage | o.Usage | None, output_tokens: int = 0) -> r.
         return r.ResponseUsage(
             input_tokens=0, output_tokens=output_tokens, total_tokens=output_tokens
         )
-    cached = reasoning = 0
-    if isinstance(usage, r.ChatUsage):
-        if usage.prompt_tokens_details is not None:
-            cached = usage.prompt_tokens_details.cached_tokens
-        if usage.completion_tokens_details is not None:
-            reasoning = usage.completion_tokens_details.reasoning_tokens
+    cached, reasoning = usage.cached_tokens, 0
+    if isinstance(usage, r.ChatUsage) and usage.completion_tokens_details is not None:
+        reasoning = usage.completion_tokens_details.reasoning_tokens
     return r.ResponseUsage(
         input_tokens=usage.prompt_tokens,
         output_tokens=usage.completion_tokens,

@@ -17,7 +17,7 @@ from cortex.common.errors import CortexError
 from cortex.common.fleet import CatalogueEntry, FleetSnapshot, Placement, ReplicaStatus
 from cortex.common.neuron import ModelFile
 from cortex.services.gateway.affinity import AffinityTable
-from cortex.services.gateway.estimate import estimate
+from cortex.services.gateway.estimate import context_for, estimate
 from cortex.services.gateway.hub import EventHub
 from cortex.services.gateway.metrics import GatewayMetrics
 from cortex.services.gateway.scaling import (
@@ -236,13 +236,7 @@ class Fleet:
                 if view.name in available and view.up:
                     memory = self.estimate_for(view, model)
                     break
-            max_seq = profile.max_seq_len if profile else None
-            if max_seq is None:
-                for view in self.neurons.values():
-                    file = self.file(view, model)
-                    if file is not None and file.max_seq_len:
-                        max_seq = file.max_seq_len
-                        break
+            max_seq = self.context_length(model)
             entries.append(
                 CatalogueEntry(
                     id=model,
@@ -299,6 +293,21 @@ class Fleet:
             queue_wait_s=pressure.wait_s,
             pressure_since=None if since is None else time.time() - (time.monotonic() - since),
         )
+
+    def context_length(self, model: str) -> int | None:
+        """The context a client gets: a loaded placement's, else what a load would get
+        (the profile's max_seq_len, never above the model's own; without one, the
+        model's own capped to the neuron's default), as /fleet's placements show it."""
+        loaded = [r.max_seq_len for r in self.placements_of(model) if r.state == "loaded"]
+        if any(loaded):
+            return max(loaded)
+        profile = self.settings.profiles.get(model)
+        for view in self.neurons.values():
+            file = self.file(view, model)
+            if file is not None:
+                limit = context_for(file, profile)
+                return min(limit, file.max_seq_len) if file.max_seq_len else limit
+        return profile.max_seq_len if profile else None
 
     def queued(self, model: str) -> int:
         return len(self.waiting.get(model, ()))

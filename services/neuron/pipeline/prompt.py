@@ -36,6 +36,7 @@ from cortex.services.neuron.pipeline.template import (
 __all__ = [
     "ChatPrompt",
     "PromptBuilder",
+    "fold_system_messages",
     "message_dicts",
     "render_chat",
     "tool_dicts",
@@ -118,15 +119,29 @@ class PromptBuilder:
                 "completions; send a formatted prompt to /v1/completions instead.",
                 code="chat_template_missing",
             )
-        return render_chat(
-            template,
-            message_dicts(messages),
-            tools=tool_dicts(tools) if tools else None,
-            add_generation_prompt=add_generation_prompt,
-            special_tokens=self.special_tokens,
-            extra=extra,
-            model=repr(self.name),
-        )
+        dicts = message_dicts(messages)
+
+        def rendered(dicts: list[dict[str, Any]]) -> str:
+            return render_chat(
+                template,
+                dicts,
+                tools=tool_dicts(tools) if tools else None,
+                add_generation_prompt=add_generation_prompt,
+                special_tokens=self.special_tokens,
+                extra=extra,
+                model=repr(self.name),
+            )
+
+        later = [m["content"] for m in dicts[1:] if m["role"] == "system" and m["content"]]
+        if not later:
+            return rendered(dicts)
+        try:
+            text = rendered(dicts)
+        except CortexError:
+            return rendered(fold_system_messages(dicts))
+        if all(content in text for content in later):
+            return text
+        return rendered(fold_system_messages(dicts))
 
     def chat_prompt(
         self,
@@ -211,6 +226,16 @@ def message_dicts(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     over it or ``tojson`` it); ``tool`` messages keep ``tool_call_id`` (and ``name``).
     """
     return [_message_dict(index, message) for index, message in enumerate(messages)]
+
+
+def fold_system_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with every later system message appended to the leading one."""
+    head = messages[0] if messages and messages[0]["role"] == "system" else None
+    rest = messages[1:] if head is not None else messages
+    parts = [head["content"]] if head is not None and head["content"] else []
+    parts += [m["content"] for m in rest if m["role"] == "system" and m["content"]]
+    folded = {**(head or {"role": "system"}), "content": "\n\n".join(parts)}
+    return [folded, *(m for m in rest if m["role"] != "system")]
 
 
 def tool_dicts(tools: list[Tool]) -> list[dict[str, Any]]:

@@ -61,9 +61,9 @@ class Intake:
     def _generate(self, message: p.Generate) -> None:
         try:
             if message.endpoint == "chat":
-                job = self.factory.chat(message.rid, message.body)
+                job = self.factory.chat(message.rid, message.body, message.clamp_max_tokens)
             else:
-                job = self.factory.completion(message.rid, message.body)
+                job = self.factory.completion(message.rid, message.body, message.clamp_max_tokens)
         except Exception as exc:
             with self._lock:
                 self._preparing.discard(message.rid)
@@ -77,7 +77,10 @@ class Intake:
                 return
             self.out.send(
                 p.Accepted(
-                    rid=job.rid, prompt_tokens=job.prompt_tokens, max_tokens=job.seq.max_new_tokens
+                    rid=job.rid,
+                    prompt_tokens=job.prompt_tokens,
+                    max_tokens=job.seq.max_new_tokens,
+                    clamped=job.clamped,
                 )
             )
             self.loop.submit(job)

@@ -30,6 +30,7 @@ class Job:
     pipeline: Any  # decode.TokenPipeline
     prompt_tokens: int
     completion_tokens: int = 0
+    clamped: bool = False  # max_tokens was lowered to fit the context
     # Output not yet sent to the supervisor, and when output was last sent.
     held_events: list = field(default_factory=list)
     held_tokens: int = 0
@@ -51,7 +52,7 @@ class JobFactory:
 
     # ------------------------------------------------------------------ requests
 
-    def chat(self, rid: str, body: bytes) -> Job:
+    def chat(self, rid: str, body: bytes, clamp: bool = False) -> Job:
         request = decode_body(body, ChatCompletionRequest)
         params = sampling.SamplingParams.from_chat(request)
         params.check_vocab(self.vocab_size)
@@ -70,9 +71,9 @@ class JobFactory:
             start_in_reasoning=built.start_in_reasoning,
             expect_tool_call=constrain.tool_call_forced(request),
         )
-        return self._job(rid, list(built.ids), params, "messages", pipe, constraint)
+        return self._job(rid, list(built.ids), params, "messages", pipe, constraint, clamp)
 
-    def completion(self, rid: str, body: bytes) -> Job:
+    def completion(self, rid: str, body: bytes, clamp: bool = False) -> Job:
         request = decode_body(body, CompletionRequest)
         params = sampling.SamplingParams.from_completion(request)
         params.check_vocab(self.vocab_size)
@@ -81,7 +82,7 @@ class JobFactory:
         pipe = decode.TokenPipeline(
             self.tokenizer, markers.Markers.none(), stop_strings=params.stop, eos_ids=self.eos_ids
         )
-        return self._job(rid, ids, params, "prompt", pipe, None)
+        return self._job(rid, ids, params, "prompt", pipe, None, clamp)
 
     def tokenize(self, body: bytes) -> list[int]:
         request = decode_body(body, TokenizeRequest)
@@ -97,19 +98,22 @@ class JobFactory:
 
     # ------------------------------------------------------------------ helpers
 
-    def _job(self, rid, ids, params, prompt_param, pipe, constraint) -> Job:
+    def _job(self, rid, ids, params, prompt_param, pipe, constraint, clamp=False) -> Job:
         if not ids:
             raise CortexError(
                 400, "The prompt is empty.", code="invalid_request", param=prompt_param
             )
         max_tokens = params.max_tokens
         room = self.max_seq_len - len(ids)
+        clamped = False
         if max_tokens is None:
             if room < 1:
                 raise self._too_long(len(ids), 1, prompt_param)
             max_tokens = room
         elif len(ids) + max_tokens > self.max_seq_len:
-            raise self._too_long(len(ids), max_tokens, prompt_param)
+            if not clamp or room < 1:
+                raise self._too_long(len(ids), max_tokens, prompt_param)
+            max_tokens, clamped = room, True
         seq = Sequence(
             id=rid,
             prompt_ids=ids,
@@ -118,7 +122,7 @@ class JobFactory:
             eos_ids=self.eos_ids,
             constraint=constraint,
         )
-        return Job(rid=rid, seq=seq, pipeline=pipe, prompt_tokens=len(ids))
+        return Job(rid=rid, seq=seq, pipeline=pipe, prompt_tokens=len(ids), clamped=clamped)
 
     def _too_long(self, prompt_tokens: int, max_tokens: int, param: str) -> CortexError:
         return CortexError(

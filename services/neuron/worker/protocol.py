@@ -47,6 +47,8 @@ class Generate(msgspec.Struct, tag="generate"):
     rid: str
     endpoint: Literal["chat", "completions"]
     body: bytes  # the client's JSON request
+    # Lower max_tokens to what fits the context instead of refusing the request.
+    clamp_max_tokens: bool = False
 
 
 class Cancel(msgspec.Struct, tag="cancel"):
@@ -100,6 +102,7 @@ class Accepted(msgspec.Struct, tag="accepted"):
     rid: str
     prompt_tokens: int
     max_tokens: int
+    clamped: bool = False  # max_tokens was lowered to fit (clamp_max_tokens)
 
 
 class Rejected(msgspec.Struct, tag="rejected"):

@@ -67,3 +67,44 @@ def test_stream_errors_take_their_status_from_the_type():
     assert error.status == 404
     assert status_for_openai_type("service_unavailable") == 503
     assert status_for_openai_type("something_new") == 500
+
+
+# What the neuron (and vLLM, and OpenAI) say, and Anthropic's words Claude Code matches.
+OPENAI_OVERFLOW = (
+    "This model's maximum context length is {limit} tokens. However, you requested "
+    "{total} tokens ({prompt} in the prompt, {completion} for the completion). Please "
+    "reduce the length of the messages or of the completion (max_tokens)."
+)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "completion", "limit", "anthropic_text"),
+    [
+        (
+            46273,
+            32000,
+            65536,
+            "input length and `max_tokens` exceed context limit: 46273 + 32000 > 65536, "
+            "decrease input length or `max_tokens` and try again",
+        ),
+        (70000, 32000, 65536, "prompt is too long: 70000 tokens > 65536 maximum"),
+    ],
+)
+def test_context_overflow_is_worded_as_anthropic_words_it(
+    prompt, completion, limit, anthropic_text
+):
+    message = OPENAI_OVERFLOW.format(
+        limit=limit, total=prompt + completion, prompt=prompt, completion=completion
+    )
+    body = openai_error_body(CortexError(400, message, code="context_length_exceeded"))
+    error = error_from_openai(400, body)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk_call(400, anthropic_error_body(error))
+    assert caught.value.body["error"] == {
+        "type": "invalid_request_error",
+        "message": anthropic_text,
+    }
+    # The OpenAI dialect keeps OpenAI's words; other errors keep theirs in both.
+    assert b"maximum context length is" in openai_error_body(error)
+    other = CortexError(400, "maximum context length is 5 tokens, sorry", code="bad")
+    assert b"sorry" in anthropic_error_body(other)

@@ -77,9 +77,12 @@ def both_ways(
     return streamed, whole
 
 
+THINKING = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+
+
 def test_a_thinking_tool_call_turn_is_the_same_message_both_ways():
     finish = Finish(reason="tool_calls", prompt_tokens=41, completion_tokens=17)
-    streamed, whole = both_ways(request(True), request(False), finish)
+    streamed, whole = both_ways(request(True, **THINKING), request(False, **THINKING), finish)
     expected = [
         {
             "type": "thinking",
@@ -93,6 +96,16 @@ def test_a_thinking_tool_call_turn_is_the_same_message_both_ways():
     for message in (streamed, whole):
         assert message.stop_reason == "tool_use"
         assert (message.usage.input_tokens, message.usage.output_tokens) == (41, 17)
+
+
+@pytest.mark.parametrize("thinking", [None, {"type": "disabled"}])
+def test_a_request_that_did_not_ask_for_thinking_gets_no_thinking_block(thinking):
+    finish = Finish(reason="tool_calls", prompt_tokens=41, completion_tokens=17)
+    fields = {} if thinking is None else {"thinking": thinking}
+    streamed, whole = both_ways(request(True, **fields), request(False, **fields), finish)
+    for message in (streamed, whole):
+        assert [block["type"] for block in content_of(message)] == ["text", "tool_use"]
+        assert message.usage.output_tokens == 17
 
 
 def test_a_stop_string_is_reported_as_stop_sequence_both_ways():

@@ -21,6 +21,9 @@ TOOLS = [
 
 def request(**fields: Any) -> a.MessagesRequest:
     body = {"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    # Thinking asked for, so reasoning comes back (test_..._from_neuron_projection checks
+    # that a request without it gets none).
+    body["thinking"] = {"type": "enabled", "budget_tokens": 1024}
     return msgspec.convert({**body, **fields}, a.MessagesRequest)
 
 

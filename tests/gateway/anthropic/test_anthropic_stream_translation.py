@@ -26,7 +26,11 @@ from translation_support import (
 from cortex.common import anthropic as a
 from cortex.common import openai as o
 from cortex.common.errors import CortexError
-from cortex.services.gateway.anthropic import THINKING_SIGNATURE, StreamTranslator
+from cortex.services.gateway.anthropic import (
+    THINKING_SIGNATURE,
+    StreamTranslator,
+)
+from cortex.services.gateway.anthropic.response import usage_from_openai
 
 WEATHER = [{"name": "get_weather", "input_schema": {"type": "object"}}]
 
@@ -38,6 +42,9 @@ def request(**fields: Any) -> a.MessagesRequest:
         "stream": True,
         "messages": [{"role": "user", "content": "hi"}],
     }
+    # Thinking asked for, so reasoning comes back (test_..._from_neuron_projection checks
+    # that a request without it gets none).
+    body["thinking"] = {"type": "enabled", "budget_tokens": 1024}
     return msgspec.convert({**body, **fields}, a.MessagesRequest)
 
 
@@ -462,3 +469,20 @@ def test_translators_share_no_state():
         json.dumps(one.content[1].input)
         == '{"location": "San Francisco, CA", "unit": "fahrenheit"}'
     )
+
+
+def test_cached_prompt_tokens_are_cache_read_input_tokens_both_ways():
+    cached = chunk(
+        no_choices=True,
+        usage={
+            "prompt_tokens": 25,
+            "completion_tokens": 15,
+            "total_tokens": 40,
+            "prompt_tokens_details": {"cached_tokens": 20},
+        },
+    )
+    streamed = sdk_stream_message(translate([*TEXT_CHUNKS[:-1], cached]))
+    usage = streamed.usage
+    assert (usage.input_tokens, usage.cache_read_input_tokens, usage.output_tokens) == (5, 20, 15)
+    whole = usage_from_openai(msgspec.convert(cached["usage"], o.Usage))
+    assert (whole.input_tokens, whole.cache_read_input_tokens) == (5, 20)

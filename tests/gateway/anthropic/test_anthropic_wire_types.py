@@ -182,7 +182,7 @@ def test_max_tokens_is_required():
     ("patch", "field"),
     [
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
         ({"messages": []}, "messages"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": "10"}, "max_tokens"),

@@ -97,7 +97,7 @@ def test_codex_exec_gets_a_reply_through_the_gateway(gateway, tmp_path):
     usage = next(e for e in events if e["type"] == "turn.completed")["usage"]
     # What the gateway measured is what Codex was told: its ~20k-token prompt.
     served = re.findall(
-        r"model=demo-long neuron=n endpoint=responses status=200 prompt=(\d+) completion=(\d+)",
+        r"status=200 model=demo-long neuron=n endpoint=responses prompt=(\d+) completion=(\d+)",
         log,
     )
     assert served, log[-3000:]

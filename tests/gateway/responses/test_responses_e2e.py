@@ -8,6 +8,7 @@ a second gateway on the same work folder (the same responses database).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import Literal
 
@@ -311,7 +312,9 @@ def test_errors_use_openais_envelope_and_name_the_field(fleet, oai):
 def test_metrics_and_log_count_the_responses_endpoint(fleet):
     metrics = fleet.gateway.metrics()
     assert 'endpoint="responses"' in metrics
-    assert "endpoint=responses status=200" in fleet.gateway.log_text()
+    assert re.search(
+        r"POST /v1/responses status=200 .* endpoint=responses ", fleet.gateway.log_text()
+    )
 
 
 def test_an_agents_sdk_agent_calls_a_function_tool_through_the_gateway(fleet):

@@ -249,3 +249,49 @@ def test_completion_prompt_ids_are_checked_against_the_vocabulary(builder):
     with pytest.raises(CortexError) as caught:
         builder.completion_ids([1, 10**9])
     assert caught.value.status == 400 and caught.value.param == "prompt"
+
+
+# Mistral-style: a system message only at the start, anything else raises.
+LEADING_SYSTEM_ONLY = (
+    "{% for m in messages %}"
+    "{% if m.role == 'system' and not loop.first %}"
+    "{{ raise_exception('System message must be at the beginning.') }}"
+    "{% endif %}[{{ m.role }}]{{ m.content }}"
+    "{% endfor %}"
+)
+# Reads messages[0] as the system prompt and silently skips later system turns.
+DROPS_LATER_SYSTEM = (
+    "{% if messages[0].role == 'system' %}<<SYS>>{{ messages[0].content }}<</SYS>>{% endif %}"
+    "{% for m in messages %}{% if m.role in ['user', 'assistant'] %}"
+    "[{{ m.role }}]{{ m.content }}{% endif %}{% endfor %}"
+)
+MID_SYSTEM = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "hi"},
+    {"role": "system", "content": "Agents: Explore, Plan."},
+    {"role": "assistant", "content": "hello"},
+    {"role": "developer", "content": "Answer in French."},
+    {"role": "user", "content": "again"},
+]
+
+
+def test_a_later_system_message_stays_in_place_where_the_template_takes_it(builder):
+    text = builder.render(messages(MID_SYSTEM))
+    first_user = text.index("<|im_start|>user\nhi")
+    assert text.index("<|im_start|>system\nAgents: Explore, Plan.<|im_end|>") > first_user
+    assert "<|im_start|>system\nAnswer in French." in text
+
+
+@pytest.mark.parametrize("template", [LEADING_SYSTEM_ONLY, DROPS_LATER_SYSTEM])
+def test_a_template_with_only_a_leading_system_message_gets_the_later_ones_folded(
+    model_copy, template
+):
+    builder = PromptBuilder(model_copy(lambda config: config.update(chat_template=template)))
+    text = builder.render(messages(MID_SYSTEM))
+    folded = "Be brief.\n\nAgents: Explore, Plan.\n\nAnswer in French."
+    assert folded in text
+    assert text.count("Agents: Explore") == 1
+    assert text.index(folded) < text.index("[user]hi") < text.index("[user]again")
+    # Without a leading system message one is made for the later ones.
+    text = builder.render(messages(MID_SYSTEM[1:]))
+    assert text.index("Agents: Explore, Plan.\n\nAnswer in French.") < text.index("[user]hi")
