@@ -41,12 +41,12 @@ def test_prompt_is_exactly_128_ordinary_tokens(demo_models):
 
 @pytest.mark.slow
 def test_dry_run_takes_every_figure_from_a_real_neuron_and_gateway(tmp_path):
-    """The GPU run's stage 4 on this CPU host (demo-tiny, transformers backend): every
+    """The GPU run's stage 4 on this CPU host (demo-long, transformers backend): every
     measurement and check runs against a real neuron and gateway, and the report has
     the BENCHMARKS.md block."""
     assert check.main(["--dry-run", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    figures = results["serve_and_measure"]["demo-tiny"]
+    figures = results["serve_and_measure"]["demo-long"]
     assert figures["neuron_http"]["completion_tokens"] == check.NEW_TOKENS  # EOS banned
     assert figures["neuron_http"]["decode_tokens_per_s"] > 0
     assert figures["gateway_http"]["decode_tokens_per_s"] > 0
@@ -55,7 +55,7 @@ def test_dry_run_takes_every_figure_from_a_real_neuron_and_gateway(tmp_path):
     for name in ("hang_up", "tool_call", "logit_bias", "unload"):
         assert figures[name]["ok"], (name, figures[name])
     block = (tmp_path / "benchmarks.md").read_text()
-    assert "| demo-tiny |" in block and "logit_bias" in block
+    assert "| demo-long |" in block and "logit_bias" in block
 
 
 def test_report_without_a_gpu_says_what_failed():

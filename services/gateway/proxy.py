@@ -158,8 +158,8 @@ class Meter:
             model=self.model,
             neuron=neuron,
             status=status,
-            figures=f"route={self.route or '-'} endpoint={self.endpoint} prompt={prompt} "
-            f"completion={completion} ttft_ms={ttft_ms}",
+            figures=f"endpoint={self.endpoint} prompt={prompt} completion={completion} "
+            f"ttft_ms={ttft_ms} route={self.route or '-'}",
             request_id=self.request_id,
         )
 

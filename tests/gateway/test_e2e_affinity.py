@@ -53,7 +53,7 @@ def claude(fleet):
 
 def routes(gateway, request_id: str) -> tuple[str, str]:
     """(neuron, route) from the gateway's log line for ``request_id``."""
-    found = re.search(rf"request {request_id} .*neuron=(\S+) route=(\S+)", gateway.log_text())
+    found = re.search(rf"request {request_id} .*neuron=(\S+) .*route=(\S+)", gateway.log_text())
     assert found, f"no log line for {request_id}"
     return found.group(1), found.group(2)
 

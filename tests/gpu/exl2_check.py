@@ -19,7 +19,7 @@
 Each stage's figures go into results.json under --out; the report and a block ready to
 paste into BENCHMARKS.md end the output. A failing stage is reported and the run goes
 on where it can. ``--dry-run`` runs stage 4's measurements on this CPU host against
-demo-tiny on the transformers backend (no GPU, NVML or exllamav2), to check the script.
+demo-long on the transformers backend (no GPU, NVML or exllamav2), to check the script.
 """
 
 from __future__ import annotations
@@ -795,7 +795,7 @@ def report(results: dict) -> tuple[str, str]:
     """The plain report and the markdown block for BENCHMARKS.md."""
     env = results.get("environment") or {}
     if results.get("dry_run"):
-        env = {"gpu": "none: a dry run on the CPU (demo-tiny, transformers backend)"}
+        env = {"gpu": "none: a dry run on the CPU (demo-long, transformers backend)"}
     head = [
         f"exllamav2 check on {env.get('gpu')} ({env.get('gpu_memory_gib')} GiB), "
         f"driver {env.get('driver')}, torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), "
@@ -858,12 +858,13 @@ def report(results: dict) -> tuple[str, str]:
 
 
 def dry_run(out: Path) -> dict:
-    """Stage 4 on this CPU host: demo-tiny, transformers backend, no NVML or bandwidth."""
+    """Stage 4 on this CPU host: demo-long (demo-tiny's shape with room for the 4096-token
+    loads), transformers backend, no NVML or bandwidth."""
     from cortex.services.neuron.demo import generate
 
     models = out / "models"
-    generate(models / "demo-tiny", "tiny")
-    return serve_and_measure(models, out / "work", ["demo-tiny"], None, "transformers")
+    generate(models / "demo-long", "long")
+    return serve_and_measure(models, out / "work", ["demo-long"], None, "transformers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -880,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="prepare: stages 1-2 (models kept under --out for a measure call after it)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="stage 4 on CPU, demo-tiny")
+    parser.add_argument("--dry-run", action="store_true", help="stage 4 on CPU, demo-long")
     args = parser.parse_args(argv)
     run = Run(args.out, args.budget_s)
     if args.dry_run:
