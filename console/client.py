@@ -26,6 +26,7 @@ from cortex.common.fleet import (
     PlacementRemoved,
     PlacementUpdate,
     ReplicasAction,
+    RequestsUpdate,
     SnapshotEvent,
     UnloadAction,
 )
@@ -43,6 +44,7 @@ EVENT_TYPES: dict[str, type] = {
     "placement_removed": PlacementRemoved,
     "catalogue": CatalogueUpdate,
     "log": LogEvent,
+    "requests": RequestsUpdate,
 }
 _EVENT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()
@@ -114,6 +116,29 @@ def action_request(
     else:
         body = {}
     return path, params, msgspec.json.encode(body)
+
+
+def replicas_request(model: str, low: int, high: int) -> tuple[str, bytes]:
+    """Path and JSON body of ``POST /fleet/models/{model}/replicas``."""
+    if not model:
+        raise ValueError("a model id is required")
+    body = msgspec.json.encode(ReplicasAction(min=low, max=high))
+    return f"/fleet/models/{quote(model, safe='')}/replicas", body
+
+
+def _replicas_result(response: httpx.Response) -> ActionResult:
+    """The answer to a replicas request; a gateway from before replicas says it has none."""
+    if response.status_code in (404, 405):
+        error = error_from_response(response)
+        if error.code in (None, "not_found", "method_not_allowed"):
+            raise GatewayError(
+                f"this gateway has no replicas API (POST {response.request.url.path} "
+                f"answered {response.status_code}); it is older than this console",
+                status=response.status_code,
+                type=error.type,
+                code="replicas_unsupported",
+            )
+    return _parse_result(response)
 
 
 def error_from_response(response: httpx.Response) -> GatewayError:
@@ -298,6 +323,12 @@ class AsyncFleetClient:
         headers = {"content-type": "application/json"}
         response = await self._send("POST", path, params=params, content=body, headers=headers)
         return _parse_result(response)
+
+    async def set_replicas(self, model: str, low: int, high: int) -> ActionResult:
+        """Keep ``low`` to ``high`` replicas of ``model`` (the gateway saves it)."""
+        path, body = replicas_request(model, low, high)
+        headers = {"content-type": "application/json"}
+        return _replicas_result(await self._send("POST", path, content=body, headers=headers))
 
     async def recent_logs(self) -> list[LogEntry]:
         """The gateway's recent log entries (``GET /fleet/logs``): what happened before
