@@ -132,6 +132,10 @@ class RowTable(ScrollView, can_focus=True):
         """Rows whose content changed but are not drawn yet (off screen)."""
         return len(self._stale)
 
+    def is_stale(self, key: str) -> bool:
+        """Whether the row's content changed (or was never built) and is not drawn yet."""
+        return key in self._stale or key not in self._content
+
     @property
     def cursor_row(self) -> int:
         return self._cursor
