@@ -168,6 +168,7 @@ async def test_confirming_without_a_gateway_says_so():
         screen = app.screen
         assert isinstance(screen, ReplicasScreen) and screen.model == "demo-tiny"
         screen.set_range(1, 2)
+        await pilot.pause()
         await pilot.click("#replicas-confirm")
         await pilot.pause()
         assert app.screen is app.screen_stack[0]
