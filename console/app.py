@@ -226,8 +226,6 @@ class CortexConsole(App[int]):
 
     def selected_model(self) -> str | None:
         """The model under the models table's cursor (its own row or a placement's)."""
-        if not self.is_mounted:
-            return None
         return self.models.selected_model()
 
     def unload_target(self) -> tuple[str, str | None] | None:

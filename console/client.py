@@ -141,7 +141,7 @@ def _httpx():
     stub by design (``except ImportError``).
     """
     if "httpx" not in sys.modules:
-        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+        sys.modules["httpx._main"] = None
         try:
             import httpx  # noqa: F401
         finally:

@@ -80,8 +80,7 @@ class RequestBoard:
             return
         update = self.update()
         self._listed = bool(update.requests)
-        if self.hub.subscribers:
-            self.hub.publish(update)
+        self.hub.publish(update)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="request-board")
