@@ -46,13 +46,13 @@ def chat_stream(url: str) -> None:
     stream = client.chat.completions.create(
         model="demo-tiny",
         messages=[{"role": "user", "content": "Count to a thousand."}],
-        max_tokens=160,
+        max_tokens=400,
         logit_bias=NO_EOS,
         stream=True,
         extra_headers={"x-request-id": CHAT_ID},
     )
     for _ in stream:
-        time.sleep(0.01)  # a client reading at its own pace
+        time.sleep(0.02)  # a client reading at its own pace (the relay keeps its pace)
 
 
 def messages_stream(url: str) -> None:
