@@ -13,11 +13,10 @@ from cortex.common.fleet import (
     FleetSnapshot,
     LogEntry,
     Placement,
-    PrefixCache,
     ReplicaStatus,
     RequestsUpdate,
 )
-from cortex.common.neuron import Device, LoadProgress
+from cortex.common.neuron import Device, LoadProgress, PrefixCacheStatus
 
 GiB = 1024**3
 MiB = 1024**2
@@ -98,7 +97,7 @@ def small_fleet() -> FleetSnapshot:
             completion_tokens_total=401_200,
             loaded_at=T0 - 3600,
             last_used_at=T0 - 2,
-            prefix_cache=PrefixCache(
+            prefix_cache=PrefixCacheStatus(
                 budget_bytes=2 * GiB,
                 size_bytes=int(1.25 * GiB),
                 entries=6,

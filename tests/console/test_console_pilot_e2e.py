@@ -218,6 +218,15 @@ async def test_replicas_from_the_console_reach_the_gateway(fleet):
         screen.set_range(0, 2)
         await pilot.pause()
         await pilot.click("#replicas-confirm")
-        # This gateway has no replicas API yet: the console says so in words.
-        await until(pilot, lambda: "replicas demo-tiny failed" in log_text(app))
-        assert "this gateway has no replicas API" in log_text(app)
+        def saved() -> bool:
+            replicas = fleet.catalogue("demo-tiny").get("replicas") or {}
+            return (replicas.get("min"), replicas.get("max")) == (0, 2)
+
+        await until(pilot, saved, within=30, what="the gateway's range for demo-tiny")
+        assert fleet.catalogue("demo-tiny")["replicas"]["source"] == "api"
+        await until(
+            pilot,
+            lambda: app.models.get_cell("m:demo-tiny", "replicas").plain.endswith(" 0-2"),
+            within=10,
+            what="the new range in the models table",
+        )
