@@ -218,6 +218,7 @@ async def test_replicas_from_the_console_reach_the_gateway(fleet):
         screen.set_range(0, 2)
         await pilot.pause()
         await pilot.click("#replicas-confirm")
+
         def saved() -> bool:
             replicas = fleet.catalogue("demo-tiny").get("replicas") or {}
             return (replicas.get("min"), replicas.get("max")) == (0, 2)

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 NO_EOS = {"2": -100}  # the demo models' <|im_end|>: keeps a long stream going
 CHAT_ID = "req-e2e-chat"
 MESSAGES_ID = "req-e2e-messages"
+CHAT_DONE: list[float] = []
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,8 @@ def chat_stream(url: str) -> None:
         extra_headers={"x-request-id": CHAT_ID},
     )
     for _ in stream:
-        time.sleep(0.02)  # a client reading at its own pace (the relay keeps its pace)
+        time.sleep(0.02)  # a client reading at its own pace
+    CHAT_DONE.append(time.monotonic())
 
 
 def messages_stream(url: str) -> None:
@@ -110,6 +112,7 @@ def test_requests_in_flight_are_listed_once_a_second_and_cleared_at_the_end(flee
     for _, update in seen:
         for request in update["requests"]:
             listed[request["id"]].append(request)
+    assert CHAT_DONE, "the chat stream failed"
     assert CHAT_ID in listed and MESSAGES_ID in listed, listed.keys()
 
     chat = listed[CHAT_ID]
