@@ -18,11 +18,9 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-T = TypeVar("T")
+from cortex.common.ports import GATEWAY_METRICS_PORT, GATEWAY_PORT, NEURON_PORT
 
-GATEWAY_PORT = 31313
-GATEWAY_METRICS_PORT = 31314
-NEURON_PORT = 13131
+T = TypeVar("T")
 
 
 class ConfigError(Exception):

@@ -139,8 +139,34 @@ class LogEvent(msgspec.Struct, tag="log", tag_field="type"):
     entry: LogEntry
 
 
+class ActiveRequest(msgspec.Struct, omit_defaults=True):
+    """A request the gateway is serving now, as the ``requests`` event lists it."""
+
+    id: str
+    model: str
+    endpoint: str  # the client's dialect: "chat", "completions", "messages", "responses"
+    age_s: float  # since the gateway received it
+    neuron: str | None = None  # None while it waits for a placement (queued, cold load)
+    ttft_ms: float | None = None  # None until its first token went out
+    tokens: int = 0  # output events relayed so far (about one token each)
+    tokens_per_s: float = 0.0  # since its first token
+
+
+class RequestsUpdate(msgspec.Struct, tag="requests", tag_field="type"):
+    """Every request in flight, oldest first (at most ``limit`` of them; ``total`` counts all)."""
+
+    requests: list[ActiveRequest]
+    total: int
+
+
 FleetEvent = (
-    SnapshotEvent | NeuronUpdate | PlacementUpdate | PlacementRemoved | CatalogueUpdate | LogEvent
+    SnapshotEvent
+    | NeuronUpdate
+    | PlacementUpdate
+    | PlacementRemoved
+    | CatalogueUpdate
+    | LogEvent
+    | RequestsUpdate
 )
 
 

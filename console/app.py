@@ -4,7 +4,11 @@ Data flow: one app-level worker follows the gateway's event stream into a plain
 :class:`FleetState`; a 2 Hz timer drains what changed and applies only that to the
 widgets inside one ``batch_update``. Widgets are touched only from the UI loop (the
 stream and actions are async workers on that loop); actions that change the fleet
-go through the gateway's fleet API in their own workers, and unload asks first.
+go through the gateway's fleet API in their own workers, and unload and replicas ask
+first.
+
+Views: the top pane shows the nodes (``1``) or the requests in flight (``2``); the
+models table below lists the whole catalogue, each model followed by its placements.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Footer, Input
 
 from cortex.common.fleet import LogEntry
 from cortex.console.client import Action, AsyncFleetClient, GatewayError
@@ -26,14 +30,17 @@ from cortex.console.screens.confirm import ConfirmScreen
 from cortex.console.screens.detail import DetailScreen
 from cortex.console.screens.help import HelpScreen
 from cortex.console.screens.load import LoadChoice, LoadScreen
+from cortex.console.screens.replicas import ReplicaChoice, ReplicasScreen
 from cortex.console.state import Changes, FleetState, PlacementKey
 from cortex.console.stream import follow_fleet
 from cortex.console.widgets.eventlog import EventLog
 from cortex.console.widgets.header import FleetHeader, header_text
-from cortex.console.widgets.tables import ModelsTable, NodesTable
+from cortex.console.widgets.rowtable import RowTable
+from cortex.console.widgets.tables import ModelsTable, NodesTable, RequestsTable
 
-MUTATING = frozenset({"load", "unload", "pin"})
-NEEDS_SELECTION = frozenset({"unload", "pin"})
+MUTATING = frozenset({"load", "unload", "pin", "replicas"})
+NEEDS_MODEL = frozenset({"pin", "replicas"})
+VIEWS = ("nodes", "requests")  # what the top pane can show
 
 
 class CortexConsole(App[int]):
@@ -51,6 +58,9 @@ class CortexConsole(App[int]):
         Binding("l", "load", "Load", id="load"),
         Binding("u", "unload", "Unload", id="unload"),
         Binding("p", "pin", "Pin/unpin", id="pin"),
+        Binding("r", "replicas", "Replicas", id="replicas"),
+        Binding("1", "view('nodes')", "Nodes", id="view_nodes"),
+        Binding("2", "view('requests')", "Requests", id="view_requests"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
     ]
 
@@ -77,36 +87,34 @@ class CortexConsole(App[int]):
         self.thresholds = vram_thresholds
         self.follow = follow and bool(gateway or client)
         self.flushes = 0
-        self._had_selection: bool | None = None
+        self.view = "nodes"
+        self._had_selection: tuple[bool, bool] | None = None
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield FleetHeader(id="header")
+        # Kept as attributes: the flush reaches them while a dialog is the active screen.
+        self.header = FleetHeader(id="header")
+        self.nodes = NodesTable(self.state, self.thresholds, id="nodes")
+        self.requests = RequestsTable(self.state, id="requests")
+        self.models = ModelsTable(self.state, id="models")
+        self.event_log = EventLog(id="log")
+        yield self.header
         with Vertical(id="body"):
-            yield NodesTable(self.state, self.thresholds, id="nodes")
-            yield ModelsTable(self.state, id="models")
-            yield EventLog(id="log")
+            yield self.nodes
+            yield self.requests
+            yield self.models
+            yield self.event_log
         yield Input(
-            placeholder="filter by neuron, device or model; enter keeps it, esc clears it",
+            placeholder="filter by neuron, device, model or request; enter keeps it, esc clears",
             id="filter",
         )
         yield Footer()
 
-    @property
-    def nodes(self) -> NodesTable:
-        return self.query_one("#nodes", NodesTable)
-
-    @property
-    def models(self) -> ModelsTable:
-        return self.query_one("#models", ModelsTable)
-
-    @property
-    def event_log(self) -> EventLog:
-        return self.query_one("#log", EventLog)
-
     def on_mount(self) -> None:
         self.nodes.border_title = "Nodes"
+        self.requests.border_title = "Requests"
+        self.requests.display = False
         self.models.border_title = "Models"
         self.event_log.border_title = "Events"
         box = self.query_one("#filter", Input)
@@ -138,7 +146,7 @@ class CortexConsole(App[int]):
         self.state.sample(now)
         changes = self.state.take_changes()
         with self.batch_update():
-            self.query_one(FleetHeader).show(
+            self.header.show(
                 header_text(
                     self.state,
                     now,
@@ -147,8 +155,11 @@ class CortexConsole(App[int]):
                     thresholds=self.thresholds,
                 )
             )
-            if changes.fleet:
+            if changes.fleet and self.view == "nodes":
                 self.nodes.refresh_from(changes)
+            if (changes.requests or changes.reset) and self.view == "requests":
+                self.requests.refresh_from(changes)
+                self._title_requests()
             if changes.fleet or changes.history:
                 self.models.refresh_from(changes)
             if changes.log:
@@ -157,22 +168,46 @@ class CortexConsole(App[int]):
         self.flushes += 1
 
     def _bindings_may_have_changed(self) -> None:
-        """Refresh the footer only when unload/pin become possible or impossible.
+        """Refresh the footer only when unload/pin/replicas become (un)available.
 
         A footer refresh recomposes it (a CSS pass), far too costly for every flush.
         """
-        has_selection = self.selected_placement() is not None
-        if has_selection != self._had_selection:
-            self._had_selection = has_selection
+        selection = (self.selected_model() is not None, bool(self.unload_target()))
+        if selection != self._had_selection:
+            self._had_selection = selection
             self.refresh_bindings()
 
+    def _title_requests(self) -> None:
+        shown, total = len(self.state.requests), self.state.requests_total
+        count = f"{total}" if shown == total else f"{shown} of {total}"
+        self.requests.border_title = f"Requests ({count} in flight)"
+
     def set_filter(self, text: str) -> None:
-        self.nodes.filter = self.models.filter = text.strip()
+        self.nodes.filter = self.models.filter = self.requests.filter = text.strip()
         everything = Changes(reset=True)
         with self.batch_update():
-            self.nodes.refresh_from(everything)
+            self.top_table.refresh_from(everything)
             self.models.refresh_from(everything)
         self._bindings_may_have_changed()
+
+    @property
+    def top_table(self) -> NodesTable | RequestsTable:
+        return self.nodes if self.view == "nodes" else self.requests
+
+    def action_view(self, view: str) -> None:
+        """Show the nodes or the requests in the top pane (``1`` / ``2``)."""
+        if view not in VIEWS or view == self.view:
+            return
+        had_focus = self.focused is self.top_table
+        self.view = view
+        with self.batch_update():
+            self.nodes.display = view == "nodes"
+            self.requests.display = view == "requests"
+            self.top_table.refresh_from(Changes(reset=True))
+            if view == "requests":
+                self._title_requests()
+        if had_focus:
+            self.top_table.focus()
 
     # ------------------------------------------------------------------ bindings
 
@@ -180,26 +215,43 @@ class CortexConsole(App[int]):
         if action in MUTATING:
             if self.readonly:
                 return False
-            if action in NEEDS_SELECTION and self.selected_placement() is None:
+            if action in NEEDS_MODEL and self.selected_model() is None:
                 return None  # shown greyed out: nothing to act on
+            if action == "unload" and not self.unload_target():
+                return None
         return True
 
     def selected_placement(self) -> PlacementKey | None:
         return self.models.selected_placement()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def selected_model(self) -> str | None:
+        """The model under the models table's cursor (its own row or a placement's)."""
+        return self.models.selected_model()
+
+    def unload_target(self) -> tuple[str, str | None] | None:
+        """What ``u`` unloads: the placement under the cursor, or on a model's row the
+        model from wherever it is placed; None when the model is placed nowhere."""
+        key = self.selected_placement()
+        if key is not None:
+            return key
+        model = self.selected_model()
+        if model is None or not self.state.placements_for(model):
+            return None
+        return (model, None)
+
+    def on_row_table_highlighted(self, event: RowTable.Highlighted) -> None:
         self._bindings_may_have_changed()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_row_table_selected(self, event: RowTable.Selected) -> None:
         event.stop()
-        self.show_details_for(event.data_table, event.row_key.value)
+        self.show_details_for(event.table, event.key)
 
     def action_details(self) -> None:
         focused = self.focused
-        table = focused if isinstance(focused, NodesTable | ModelsTable) else self.models
+        table = focused if isinstance(focused, RowTable) else self.models
         self.show_details_for(table, table.selected_key)
 
-    def show_details_for(self, table: DataTable, row_key: str | None) -> None:
+    def show_details_for(self, table: RowTable, row_key: str | None) -> None:
         if row_key is None:
             return
         if isinstance(table, NodesTable):
@@ -210,6 +262,16 @@ class CortexConsole(App[int]):
             key = table.placement_of(row_key)
             if key is not None:
                 self.show_details(("model", key))
+            elif (model := table.model_of(row_key)) is not None:
+                self.show_details(("catalogue", model))
+        elif isinstance(table, RequestsTable):
+            request = table.request_of(row_key)
+            if request is None:
+                return
+            if request.neuron and (request.model, request.neuron) in self.state.placements:
+                self.show_details(("model", (request.model, request.neuron)))
+            else:
+                self.show_details(("catalogue", request.model))
 
     def show_details(self, target: tuple[str, object]) -> None:
         self.push_screen(DetailScreen(self.state, target, self.clock, self.thresholds))
@@ -246,11 +308,10 @@ class CortexConsole(App[int]):
     def action_load(self) -> None:
         if self.readonly:
             return
-        selected = self.selected_placement()
         screen = LoadScreen(
             list(self.state.catalogue.values()),
             list(self.state.neurons.values()),
-            model=selected[0] if selected else None,
+            model=self.selected_model(),
         )
         self.push_screen(screen, callback=self._load_chosen)
 
@@ -259,24 +320,31 @@ class CortexConsole(App[int]):
             self.request_action("load", choice.model, choice.neuron)
 
     def action_unload(self) -> None:
-        key = self.selected_placement()
-        if key is None:
-            self.notify("Select a model in the Models table first.", severity="warning")
+        target = self.unload_target()
+        if target is None:
+            self.notify("Select a loaded model in the Models table first.", severity="warning")
             return
-        self.confirm_unload(key)
+        self.confirm_unload(target)
 
-    def confirm_unload(self, key: PlacementKey) -> None:
+    def confirm_unload(self, key: tuple[str, str | None]) -> None:
+        """Ask, then unload ``model`` from ``neuron`` (None: from every neuron)."""
         if self.readonly:
             return
         model, neuron = key
-        placement = self.state.placements.get(key)
-        busy = placement is not None and bool(placement.in_flight or placement.queued)
-        question = f"Unload [b]{model}[/b] from neuron [b]{neuron}[/b]?"
+        if neuron is None:
+            placements = self.state.placements_for(model)
+            where = ", ".join(sorted(p.neuron for p in placements))
+            question = f"Unload [b]{model}[/b] from every neuron ([b]{where}[/b])?"
+        else:
+            placement = self.state.placements.get((model, neuron))
+            placements = [placement] if placement is not None else []
+            question = f"Unload [b]{model}[/b] from neuron [b]{neuron}[/b]?"
+        in_flight = sum(p.in_flight for p in placements)
+        queued = sum(p.queued for p in placements)
+        busy = bool(in_flight or queued)
         if busy:
-            assert placement is not None
             question += (
-                f"\n\nIt is busy: {placement.in_flight} request(s) in flight and "
-                f"{placement.queued} queued will fail."
+                f"\n\nIt is busy: {in_flight} request(s) in flight and {queued} queued will fail."
             )
 
         def answered(yes: bool | None) -> None:
@@ -287,12 +355,50 @@ class CortexConsole(App[int]):
         self.push_screen(ConfirmScreen("Unload model", question, label), callback=answered)
 
     def action_pin(self) -> None:
-        key = self.selected_placement()
-        if key is None:
+        model = self.selected_model()
+        if model is None:
             self.notify("Select a model in the Models table first.", severity="warning")
             return
-        model = key[0]
         self.request_action("unpin" if self.state.is_pinned(model) else "pin", model, None)
+
+    def action_replicas(self) -> None:
+        model = self.selected_model()
+        if model is None:
+            self.notify("Select a model in the Models table first.", severity="warning")
+            return
+        self.ask_replicas(model)
+
+    def ask_replicas(self, model: str) -> None:
+        """The replicas dialog for ``model``; setting them happens only on confirm."""
+        if self.readonly:
+            return
+        entry = self.state.catalogue.get(model)
+        loaded = sum(1 for p in self.state.placements_for(model) if p.state == "loaded")
+        screen = ReplicasScreen(model, entry.replicas if entry else None, loaded)
+        self.push_screen(screen, callback=self._replicas_chosen)
+
+    def _replicas_chosen(self, choice: ReplicaChoice | None) -> None:
+        if choice is None or self.readonly:
+            return
+        if self.client is None:
+            self.notify("Not connected to a gateway.", severity="error")
+            return
+        self.notify(f"replicas {choice.model}: {choice.min}-{choice.max}…", timeout=3)
+        self.set_replicas(choice)
+
+    @work(group="actions", exit_on_error=False)
+    async def set_replicas(self, choice: ReplicaChoice) -> None:
+        assert self.client is not None
+        try:
+            result = await self.client.set_replicas(choice.model, choice.min, choice.max)
+        except GatewayError as exc:
+            self.report_failure("replicas", choice.model, None, exc.message)
+            return
+        if result.ok:
+            message = result.message or f"replicas {choice.model}: {choice.min}-{choice.max}"
+            self.notify(message, timeout=4)
+        else:
+            self.report_failure("replicas", choice.model, None, result.message)
 
     def request_action(
         self, action: Action, model: str, neuron: str | None, *, force: bool = False

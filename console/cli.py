@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cortex.common.config import GATEWAY_PORT
+from cortex.common.ports import GATEWAY_PORT
 from cortex.console.format import VRAM_THRESHOLDS, Thresholds
 
 DEFAULT_GATEWAY = f"http://127.0.0.1:{GATEWAY_PORT}"
@@ -37,24 +37,6 @@ def default_gateway() -> str:
 
 def default_token() -> str | None:
     return os.environ.get("CORTEX_TOKEN") or None
-
-
-def _import_script():
-    """The script module, without httpx's own command-line tool.
-
-    ``import httpx`` also imports its CLI (click, rich, pygments): about 70 ms of a
-    300 ms run, for nothing. A ``None`` in ``sys.modules`` makes that one import fail,
-    and httpx falls back to a stub by design (``except ImportError``).
-    """
-    if "httpx" not in sys.modules:
-        sys.modules["httpx._main"] = None
-        try:
-            import httpx  # noqa: F401
-        finally:
-            del sys.modules["httpx._main"]
-    from cortex.console import script
-
-    return script
 
 
 def _thresholds(text: str) -> Thresholds:
@@ -182,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is not None:
         if args.readonly and command in ACTIONS:
             parser.error(f"--readonly refuses actions; drop it to {command} a model")
-        script = _import_script()
+        from cortex.console import script
+
         timeout = args.timeout or (900.0 if command in ACTIONS else 10.0)
         return script.run(
             command,

@@ -1,17 +1,18 @@
 """HTTP client for the gateway's fleet API, sync (``--json``) and async (the TUI).
 
-No Textual here: ``cortex-console --json`` imports only this, httpx and msgspec.
+No Textual here, and httpx only for the TUI's async client: ``cortex-console --json``
+imports this, msgspec and the standard library's HTTP client (:mod:`transport`).
 Every failure becomes a :class:`GatewayError` carrying the gateway's own message (from
 its OpenAI-style error envelope) or, when it cannot be reached, one that says so.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 import msgspec
 
 from cortex.common.fleet import (
@@ -26,10 +27,17 @@ from cortex.common.fleet import (
     PlacementRemoved,
     PlacementUpdate,
     ReplicasAction,
+    RequestsUpdate,
     SnapshotEvent,
     UnloadAction,
 )
 from cortex.common.sse import aiter_events
+from cortex.console.transport import Reply, Transport, TransportError
+
+if TYPE_CHECKING:
+    import httpx
+
+    Response = httpx.Response | Reply
 
 Action = Literal["load", "unload", "pin", "unpin"]
 ACTIONS: tuple[Action, ...] = ("load", "unload", "pin", "unpin")
@@ -43,6 +51,7 @@ EVENT_TYPES: dict[str, type] = {
     "placement_removed": PlacementRemoved,
     "catalogue": CatalogueUpdate,
     "log": LogEvent,
+    "requests": RequestsUpdate,
 }
 _EVENT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()
@@ -116,7 +125,50 @@ def action_request(
     return path, params, msgspec.json.encode(body)
 
 
-def error_from_response(response: httpx.Response) -> GatewayError:
+def replicas_request(model: str, low: int, high: int) -> tuple[str, bytes]:
+    """Path and JSON body of ``POST /fleet/models/{model}/replicas``."""
+    if not model:
+        raise ValueError("a model id is required")
+    body = msgspec.json.encode(ReplicasAction(min=low, max=high))
+    return f"/fleet/models/{quote(model, safe='')}/replicas", body
+
+
+def _httpx():
+    """httpx, imported when the TUI first needs it, without its own command-line tool.
+
+    ``import httpx`` also imports its CLI (click, rich, pygments) for nothing. A
+    ``None`` in ``sys.modules`` makes that one import fail, and httpx falls back to a
+    stub by design (``except ImportError``).
+    """
+    if "httpx" not in sys.modules:
+        sys.modules["httpx._main"] = None
+        try:
+            import httpx  # noqa: F401
+        finally:
+            del sys.modules["httpx._main"]
+    return sys.modules["httpx"]
+
+
+def _path(response: Response) -> str:
+    return response.path if isinstance(response, Reply) else response.request.url.path
+
+
+def _replicas_result(response: Response) -> ActionResult:
+    """The answer to a replicas request; a gateway from before replicas says it has none."""
+    if response.status_code in (404, 405):
+        error = error_from_response(response)
+        if error.code in (None, "not_found", "method_not_allowed"):
+            raise GatewayError(
+                f"this gateway has no replicas API (POST {_path(response)} "
+                f"answered {response.status_code}); it is older than this console",
+                status=response.status_code,
+                type=error.type,
+                code="replicas_unsupported",
+            )
+    return _parse_result(response)
+
+
+def error_from_response(response: Response) -> GatewayError:
     """The gateway's message from its error envelope, or a description of what came back."""
     status = response.status_code
     try:
@@ -140,22 +192,34 @@ def error_from_response(response: httpx.Response) -> GatewayError:
     return GatewayError(message, status=status, type=kind, code=code)
 
 
-def error_from_exception(base_url: str, exc: httpx.HTTPError) -> GatewayError:
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+def error_from_exception(base_url: str, exc: Exception) -> GatewayError:
+    """The error for an httpx failure or a :class:`TransportError`."""
+    if isinstance(exc, TransportError):
+        kind, reason = exc.kind, exc.reason
+    else:
+        httpx = _httpx()
+        reason = describe(exc)
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            kind = "connect"
+        elif isinstance(exc, httpx.TimeoutException):
+            kind = "timeout"
+        else:
+            kind = "broken"
+    if kind == "connect":
         return GatewayError(
-            f"cannot reach the gateway at {base_url}: {describe(exc)}. Is cortex-gateway "
+            f"cannot reach the gateway at {base_url}: {reason}. Is cortex-gateway "
             "running there? Point the console at it with --gateway URL or CORTEX_GATEWAY.",
             type="connection_error",
             code="gateway_unreachable",
         )
-    if isinstance(exc, httpx.TimeoutException):
+    if kind == "timeout":
         return GatewayError(
-            f"the gateway at {base_url} did not answer in time ({describe(exc)})",
+            f"the gateway at {base_url} did not answer in time ({reason})",
             type="timeout_error",
             code="gateway_timeout",
         )
     return GatewayError(
-        f"talking to the gateway at {base_url} failed: {describe(exc)}",
+        f"talking to the gateway at {base_url} failed: {reason}",
         type="connection_error",
         code="gateway_unreachable",
     )
@@ -186,17 +250,17 @@ def _headers(token: str | None) -> dict[str, str]:
 
 
 def _timeout(seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(seconds, connect=min(3.0, seconds))
+    return _httpx().Timeout(seconds, connect=min(3.0, seconds))
 
 
-def _parse(response: httpx.Response, type_: type) -> Any:
+def _parse(response: Response, type_: type) -> Any:
     if response.is_error:
         raise error_from_response(response)
     try:
         return msgspec.json.decode(response.content, type=type_)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise GatewayError(
-            f"the gateway's answer to {response.request.url.path} is not what this console "
+            f"the gateway's answer to {_path(response)} is not what this console "
             f"expects ({exc}); are the gateway and console versions the same?",
             status=response.status_code,
             type="protocol_error",
@@ -204,7 +268,7 @@ def _parse(response: httpx.Response, type_: type) -> Any:
         ) from None
 
 
-def _parse_result(response: httpx.Response) -> ActionResult:
+def _parse_result(response: Response) -> ActionResult:
     """An action's answer; a refusal that still carries an ActionResult is a result."""
     if response.is_error:
         try:
@@ -219,9 +283,7 @@ class FleetClient:
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
         self.base_url = normalize_url(base_url)
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=_headers(token), timeout=_timeout(timeout)
-        )
+        self._http = Transport(self.base_url, _headers(token), timeout)
 
     def __enter__(self) -> FleetClient:
         return self
@@ -251,20 +313,14 @@ class FleetClient:
 
     def set_replicas(self, model: str, low: int, high: int) -> ActionResult:
         """``POST /fleet/models/{model}/replicas``: keep ``low`` to ``high`` replicas."""
-        if not model:
-            raise ValueError("a model id is required")
-        response = self._send(
-            "POST",
-            f"/fleet/models/{quote(model, safe='')}/replicas",
-            content=msgspec.json.encode(ReplicasAction(min=low, max=high)),
-            headers={"content-type": "application/json"},
-        )
-        return _parse_result(response)
+        path, body = replicas_request(model, low, high)
+        headers = {"content-type": "application/json"}
+        return _replicas_result(self._send("POST", path, content=body, headers=headers))
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, **kwargs: Any) -> Reply:
         try:
             return self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise error_from_exception(self.base_url, exc) from None
 
 
@@ -275,6 +331,7 @@ class AsyncFleetClient:
         self, base_url: str, token: str | None = None, action_timeout: float = 900.0
     ) -> None:
         self.base_url = normalize_url(base_url)
+        httpx = _httpx()
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=_headers(token), timeout=_timeout(action_timeout)
         )
@@ -299,6 +356,12 @@ class AsyncFleetClient:
         response = await self._send("POST", path, params=params, content=body, headers=headers)
         return _parse_result(response)
 
+    async def set_replicas(self, model: str, low: int, high: int) -> ActionResult:
+        """Keep ``low`` to ``high`` replicas of ``model`` (the gateway saves it)."""
+        path, body = replicas_request(model, low, high)
+        headers = {"content-type": "application/json"}
+        return _replicas_result(await self._send("POST", path, content=body, headers=headers))
+
     async def recent_logs(self) -> list[LogEntry]:
         """The gateway's recent log entries (``GET /fleet/logs``): what happened before
         the console connected. An empty list from a gateway that does not offer it."""
@@ -313,6 +376,7 @@ class AsyncFleetClient:
         Raises :class:`GatewayError` for a refusal or a broken connection; returns when
         the gateway closes the stream cleanly.
         """
+        httpx = _httpx()
         timeout = httpx.Timeout(connect=3.0, read=read_timeout, write=10.0, pool=3.0)
         headers = {"accept": "text/event-stream"}
         try:
@@ -340,5 +404,5 @@ class AsyncFleetClient:
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except _httpx().HTTPError as exc:
             raise error_from_exception(self.base_url, exc) from None

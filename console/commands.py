@@ -20,10 +20,16 @@ def fleet_commands(app: CortexConsole) -> list[Command]:
     commands: list[Command] = [
         ("Help: keys and colours", app.action_help, "the same as ?"),
         ("Filter neurons and models", app.action_filter, "the same as /"),
+        ("View: nodes", partial(app.action_view, "nodes"), "the top pane shows the nodes (1)"),
+        ("View: requests", partial(app.action_view, "requests"), "requests in flight (2)"),
     ]
     for name in sorted(state.neurons):
         commands.append(
             (f"Details: neuron {name}", partial(app.show_details, ("neuron", name)), "")
+        )
+    for model in sorted(state.catalogue):
+        commands.append(
+            (f"Details: model {model}", partial(app.show_details, ("catalogue", model)), "")
         )
     for model, neuron in sorted(state.placements):
         target = ("model", (model, neuron))
@@ -60,6 +66,9 @@ def fleet_commands(app: CortexConsole) -> list[Command]:
                 partial(app.request_action, action, model, None),
                 "pinned models are never evicted (p)",
             )
+        )
+        commands.append(
+            (f"Replicas of {model}…", partial(app.ask_replicas, model), "min and max (r)")
         )
     return commands
 

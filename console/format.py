@@ -161,3 +161,46 @@ def sparkline(values: Sequence[float], width: int, ceiling: float | None = None)
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# The client's API, by the gateway route its request came in on.
+_DIALECTS = {
+    "chat": "openai chat",
+    "completions": "openai compl",
+    "responses": "openai resp",
+    "messages": "anthropic",
+}
+
+
+def dialect(endpoint: str) -> str:
+    """``openai chat``, ``anthropic``, ...: how a request's client speaks."""
+    return _DIALECTS.get(endpoint, endpoint)
+
+
+def devices(ids: Sequence[str]) -> str:
+    """``cuda:0,1`` for ``["cuda:0", "cuda:1"]``: the kind once when all share it."""
+    if not ids:
+        return "-"
+    kinds = {i.partition(":")[0] for i in ids}
+    if len(kinds) == 1 and all(":" in i for i in ids):
+        return f"{kinds.pop()}:" + ",".join(i.partition(":")[2] for i in ids)
+    return ",".join(ids)
+
+
+def names(items: Sequence[str], width: int) -> str:
+    """As many names as fit in ``width``, then ``+N`` for the rest: ``alpha,beta +3``."""
+    if not items:
+        return "-"
+    shown: list[str] = []
+    for i, name in enumerate(items):
+        rest = len(items) - i - 1
+        candidate = ",".join([*shown, name]) + (f" +{rest}" if rest else "")
+        if len(candidate) > width and shown:
+            return ",".join(shown) + f" +{len(items) - i}"
+        shown.append(name)
+    return ",".join(shown)
+
+
+def ratio(part: int, whole: int) -> str:
+    """``42%`` of ``whole``; ``-`` when there is nothing to divide."""
+    return f"{100 * part / whole:.0f}%" if whole > 0 else "-"

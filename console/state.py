@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cortex.common.fleet import (
+    ActiveRequest,
     CatalogueEntry,
     CatalogueUpdate,
     FleetEvent,
@@ -23,6 +24,7 @@ from cortex.common.fleet import (
     Placement,
     PlacementRemoved,
     PlacementUpdate,
+    RequestsUpdate,
     SnapshotEvent,
 )
 from cortex.common.neuron import Device
@@ -56,6 +58,7 @@ class Changes:
     placements: set[PlacementKey] = field(default_factory=set)
     history: set[PlacementKey] = field(default_factory=set)  # only the tok/s history moved
     catalogue: bool = False
+    requests: bool = False
     log: list[LogEntry] = field(default_factory=list)
     connection: bool = False
 
@@ -66,6 +69,7 @@ class Changes:
             or self.placements
             or self.history
             or self.catalogue
+            or self.requests
             or self.log
             or self.connection
         )
@@ -98,12 +102,15 @@ class FleetSummary:
 
 
 class FleetState:
-    """Neurons, placements, catalogue and the event log, plus per-placement tok/s history."""
+    """Neurons, placements, catalogue, requests in flight and the event log, plus
+    per-placement tok/s history."""
 
     def __init__(self, *, history: int = 40, log_size: int = 500, sample_every: float = 1.0):
         self.neurons: dict[str, FleetNeuron] = {}
         self.placements: dict[PlacementKey, Placement] = {}
         self.catalogue: dict[str, CatalogueEntry] = {}
+        self.requests: list[ActiveRequest] = []  # oldest first, as the gateway lists them
+        self.requests_total = 0  # the gateway lists at most 100; this counts them all
         self.log: deque[LogEntry] = deque(maxlen=log_size)
         self.history: dict[PlacementKey, deque[float]] = {}
         self.connection = Connection()
@@ -136,6 +143,10 @@ class FleetState:
         elif isinstance(event, CatalogueUpdate):
             self.catalogue = {entry.id: entry for entry in event.catalogue}
             changes.catalogue = True
+        elif isinstance(event, RequestsUpdate):
+            self.requests = event.requests
+            self.requests_total = max(event.total, len(event.requests))
+            changes.requests = True
         elif isinstance(event, LogEvent):
             self.add_log(event.entry)
 
@@ -149,6 +160,8 @@ class FleetState:
         }
         self.placements = placements
         self.catalogue = {entry.id: entry for entry in snapshot.catalogue}
+        # A gateway sends the requests in flight right after its snapshot.
+        self.requests, self.requests_total = [], 0
         self._changes.reset = True
 
     def add_log(self, entry: LogEntry) -> None:

@@ -13,6 +13,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from cortex.common.fleet import Placement
+from cortex.common.neuron import PrefixCacheStatus
 from cortex.console import format as fmt
 from cortex.console.format import TEMP_THRESHOLDS, UTIL_THRESHOLDS, VRAM_THRESHOLDS, Thresholds
 from cortex.console.state import FleetState, PlacementKey
@@ -93,6 +95,81 @@ def neuron_details(
     return Group(*parts)
 
 
+def prefix_cache_rows(
+    cache: PrefixCacheStatus | None,
+) -> list[tuple[str, RenderableType | str | None]]:
+    """Size against budget, hit rate and tokens reused; one line when the neuron has none."""
+    if cache is None:
+        return [("prefix cache", Text("not reported by this neuron", style="dim"))]
+    if cache.budget_bytes <= 0:
+        return [("prefix cache", Text("off", style="dim"))]
+    size = f"{fmt.human_bytes(cache.size_bytes)} of {fmt.human_bytes(cache.budget_bytes)}"
+    return [
+        ("prefix cache", f"{size} ({fmt.plural(cache.entries, 'sequence')})"),
+        ("cache hits", f"{fmt.ratio(cache.hits, cache.lookups)} ({cache.hits}/{cache.lookups})"),
+        ("cached tokens", f"{cache.cached_tokens:,} prompt tokens reused"),
+    ]
+
+
+def summed_cache(placements: list[Placement]) -> PrefixCacheStatus | None:
+    """The prefix caches of a model's placements added up (None: none reported)."""
+    caches = [p.prefix_cache for p in placements if p.prefix_cache is not None]
+    if not caches:
+        return None
+    return PrefixCacheStatus(
+        budget_bytes=sum(c.budget_bytes for c in caches),
+        size_bytes=sum(c.size_bytes for c in caches),
+        entries=sum(c.entries for c in caches),
+        lookups=sum(c.lookups for c in caches),
+        hits=sum(c.hits for c in caches),
+        cached_tokens=sum(c.cached_tokens for c in caches),
+    )
+
+
+def catalogue_details(state: FleetState, model: str, now: float) -> RenderableType:
+    """A catalogue model: where it can load, its replicas, and each placement."""
+    entry = state.catalogue.get(model)
+    placements = sorted(state.placements_for(model), key=lambda p: p.neuron)
+    if entry is None and not placements:
+        return Text(f"{model} is no longer in the catalogue.", style="yellow")
+    rows: list[tuple[str, RenderableType | str | None]] = [
+        ("state", cells.model_state(placements, bool(entry and entry.available_on))),
+        ("pinned", "yes" if state.is_pinned(model) else "no"),
+    ]
+    if entry is not None:
+        replicas = entry.replicas
+        rows += [
+            ("on disk on", ", ".join(entry.available_on) or Text("no neuron", style="red")),
+            ("pin source", entry.pin_source),
+            ("priority", str(entry.priority)),
+            ("estimate", fmt.human_bytes(entry.memory_estimate) if entry.memory_estimate else None),
+            ("context", str(entry.max_seq_len) if entry.max_seq_len else None),
+            ("models.toml", "yes" if entry.profile else "no"),
+        ]
+        if replicas is not None:
+            rows += [
+                ("replicas", f"{replicas.actual} serving, {replicas.wanted} wanted"),
+                ("range", f"{replicas.min}-{replicas.max} ({replicas.source})"),
+                ("queue", f"{replicas.queue_depth} waiting, longest {replicas.queue_wait_s:.1f} s"),
+            ]
+    rows += prefix_cache_rows(summed_cache(placements))
+    table = Table(title="Placements", title_justify="left", expand=True, box=None)
+    for column in ("neuron", "state", "devices", "memory", "busy", "queue", "tok/s", "served"):
+        table.add_column(column, no_wrap=True)
+    for p in placements:
+        table.add_row(
+            p.neuron,
+            cells.placement_state(p),
+            ",".join(p.devices),
+            fmt.human_bytes(p.memory_bytes) if p.memory_bytes else "-",
+            str(p.in_flight),
+            str(p.queued),
+            fmt.rate(p.tokens_per_s),
+            str(p.requests_total),
+        )
+    return Group(_fields(rows), Text(""), table)
+
+
 def model_details(state: FleetState, key: PlacementKey, now: float) -> RenderableType:
     placement = state.placements.get(key)
     model, neuron = key
@@ -120,6 +197,7 @@ def model_details(state: FleetState, key: PlacementKey, now: float) -> Renderabl
         ("loaded at", _when(placement.loaded_at, now)),
         ("last used", _when(placement.last_used_at, now)),
         ("error", Text(placement.error, style="red") if placement.error else None),
+        *prefix_cache_rows(placement.prefix_cache),
     ]
     if entry is not None:
         rows += [
@@ -133,7 +211,8 @@ def model_details(state: FleetState, key: PlacementKey, now: float) -> Renderabl
 
 
 class DetailScreen(ModalScreen[None]):
-    """``target`` is ``("neuron", name)`` or ``("model", (model, neuron))``."""
+    """``target`` is ``("neuron", name)``, ``("model", (model, neuron))`` (a placement)
+    or ``("catalogue", model)``."""
 
     BINDINGS = [Binding("escape,enter", "close", "Close")]
 
@@ -155,6 +234,8 @@ class DetailScreen(ModalScreen[None]):
         kind, what = self.target
         if kind == "neuron":
             return f"Neuron {what}"
+        if kind == "catalogue":
+            return f"Model {what}"
         assert isinstance(what, tuple)
         model, neuron = what
         return f"{model} on {neuron}"
@@ -174,6 +255,8 @@ class DetailScreen(ModalScreen[None]):
         now = self.clock()
         if kind == "neuron":
             return neuron_details(self.state, str(what), now, self.thresholds)
+        if kind == "catalogue":
+            return catalogue_details(self.state, str(what), now)
         return model_details(self.state, what, now)  # type: ignore[arg-type]
 
     def refresh_details(self) -> None:

@@ -14,16 +14,18 @@ from cortex.console.format import VRAM_THRESHOLDS, Thresholds
 
 READ_KEYS = [
     ("↑ ↓ / tab", "move in a table / between tables"),
-    ("enter", "details of the neuron or model under the cursor"),
-    ("/", "filter neurons and models by name (esc clears)"),
+    ("enter", "details of the neuron, model, placement or request under the cursor"),
+    ("1 / 2", "top pane: the nodes / the requests in flight"),
+    ("/", "filter neurons, models and requests by name (esc clears)"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help"),
     ("q / ctrl+c", "quit"),
 ]
 ACTION_KEYS = [
     ("l", "load a model: pick it and a target neuron (or auto)"),
-    ("u", "unload the selected model from its neuron (asks first)"),
+    ("u", "unload the selected placement, or on a model's row the model everywhere (asks)"),
     ("p", "pin or unpin the selected model (pinned models are never evicted)"),
+    ("r", "replicas: how many placements of the selected model to keep (asks)"),
 ]
 
 
@@ -44,7 +46,7 @@ def help_table(readonly: bool, thresholds: Thresholds) -> Table:
     )
     table.add_row("colours", legend)
     if readonly:
-        table.add_row("read-only", "started with --readonly: no load, unload or pin")
+        table.add_row("read-only", "started with --readonly: no load, unload, pin or replicas")
     return table
 
 

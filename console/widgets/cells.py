@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 
-from cortex.common.fleet import FleetNeuron, LogEntry, Placement
+from cortex.common.fleet import ActiveRequest, FleetNeuron, LogEntry, Placement, ReplicaStatus
 from cortex.common.neuron import Device
 from cortex.console import format as fmt
 from cortex.console.format import Level, Thresholds
@@ -17,6 +19,7 @@ LOG_STYLE = {
     "evict": "magenta",
     "pin": "blue",
     "unpin": "blue",
+    "replicas": "cyan",
     "neuron_up": "green",
     "neuron_down": "bold red",
     "error": "bold red",
@@ -80,6 +83,50 @@ def placement_state(placement: Placement, width: int = 10) -> Text:
             text.append(f" {placement.error}", style="red")
         return text
     return Text(placement.state, style="dim")
+
+
+def model_state(placements: Sequence[Placement], on_disk: bool) -> Text:
+    """A catalogue model at a glance: ``● 2 loaded``, ``◌ loading``, ``available``..."""
+    states = [p.state for p in placements]
+    loaded = states.count("loaded")
+    if loaded:
+        text = Text(f"● {loaded} loaded", style="green")
+        if "loading" in states:
+            text.append(f" +{states.count('loading')}", style="yellow")
+        return text
+    if "loading" in states:
+        return Text("◌ loading", style="yellow")
+    if "unloading" in states:
+        return Text("◌ unloading", style="dim")
+    if "failed" in states:
+        return Text("failed", style="bold red")
+    if on_disk:
+        return Text("available", style="dim")
+    return Text("not on disk", style="red")
+
+
+def replicas(status: ReplicaStatus | None, placements: Sequence[Placement]) -> Text:
+    """``1/2 1-3``: serving / wanted, then the range; yellow while short of wanted.
+
+    A gateway without replicas reports none: then only the placements loaded count.
+    """
+    if status is None:
+        loaded = sum(1 for p in placements if p.state == "loaded")
+        return Text(str(loaded) if loaded else "-", style="dim")
+    style = "yellow" if status.actual < status.wanted else ""
+    text = Text(f"{status.actual}/{status.wanted}", style=style)
+    span = str(status.min) if status.min == status.max else f"{status.min}-{status.max}"
+    text.append(f" {span}", style="dim")
+    return text
+
+
+def request_state(request: ActiveRequest) -> Text:
+    """``queued`` until it holds a placement, ``running`` until tokens flow, ``streaming``."""
+    if request.neuron is None:
+        return Text("queued", style="yellow")
+    if request.ttft_ms is None:
+        return Text("running", style="cyan")
+    return Text("streaming", style="green")
 
 
 def pinned(is_pinned: bool) -> Text:

@@ -1,165 +1,38 @@
-"""The nodes table (a row per neuron and per device) and the models table (a row per placement).
+"""The console's three tables, each a :class:`RowTable` over the fleet state.
 
-Both are :class:`KeyedTable`: rows have stable keys, and :meth:`KeyedTable.sync` touches
-only cells whose content changed. Rows are rebuilt only when the set or order of keys
-changes (a neuron, device or placement appears, or the filter changes), and then the
-cursor stays on the same key.
+- nodes: a row per neuron, then one per device of that neuron;
+- models: the whole catalogue, a row per model (where it is on disk, its memory
+  estimate, replicas, pin, its placements summed), then one per placement;
+- requests: the requests the gateway is serving now.
+
+Each table turns :class:`Changes` into the row keys to redraw; the rows themselves are
+built only when they are on screen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar
-
 from rich.text import Text
-from textual.binding import Binding
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable
 
-from cortex.common.fleet import FleetNeuron, Placement
+from cortex.common.fleet import ActiveRequest, FleetNeuron, Placement
 from cortex.console import format as fmt
 from cortex.console.format import TEMP_THRESHOLDS, UTIL_THRESHOLDS, VRAM_THRESHOLDS, Thresholds
 from cortex.console.state import Changes, FleetState, PlacementKey
 from cortex.console.widgets import cells
-
-Cells = tuple[Text | str, ...]
-
-
-class KeyedTable(DataTable):
-    """A row-cursor DataTable whose rows are keyed and updated cell by cell.
-
-    Changed rows outside the visible window are only marked stale and rebuilt when they
-    scroll into view: with hundreds of rows changing every second, the work per flush
-    stays proportional to the screen, not to the fleet.
-    """
-
-    COLUMNS: ClassVar[Sequence[tuple[str, str, int]]] = ()  # (key, label, width)
-    BINDINGS = [Binding("enter", "select_cursor", "Details")]  # shown in the footer
-    MARGIN = 2  # rows beyond the visible window kept current, for smooth scrolling
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", **kwargs)
-        self._rendered: dict[str, Cells] = {}
-        self._order: list[str] = []
-        self._stale: set[str] = set()
-        self._build: Callable[[str], Cells] | None = None
-        self._columns_added = False
-        self.rebuilds = 0  # how often the rows were rebuilt (tests and benchmarks read it)
-
-    def on_mount(self) -> None:
-        self._add_columns()
-
-    def _add_columns(self) -> None:
-        if not self._columns_added:
-            for key, label, width in self.COLUMNS:
-                self.add_column(label, width=width, key=key)
-            self._columns_added = True
-
-    @property
-    def row_keys(self) -> list[str]:
-        return list(self._order)
-
-    @property
-    def stale_rows(self) -> int:
-        return len(self._stale)
-
-    @property
-    def selected_key(self) -> str | None:
-        if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
-            return None
-        row_key, _ = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0))
-        return row_key.value
-
-    def sync(
-        self, order: list[str], build: Callable[[str], Cells], dirty: Iterable[str] | None
-    ) -> None:
-        """Show rows ``order``; recompute cells of ``dirty`` keys (None: all of them)."""
-        self._add_columns()
-        self._build = build
-        if order != self._order:
-            previous = set(self._order)
-            if order[: len(self._order)] == self._order:
-                for key in order[len(self._order) :]:
-                    self._add(key, build(key))
-            elif all(key in previous for key in order) and _is_subsequence(order, self._order):
-                for key in previous.difference(order):
-                    self.remove_row(key)
-                    del self._rendered[key]
-                    self._stale.discard(key)
-            else:
-                self._rebuild(order, build)
-                return
-            self._order = list(order)
-        if dirty is None:
-            self._stale.update(self._order)
-        else:
-            self._stale.update(k for k in dirty if k in self._rendered)
-        self.update_visible()
-
-    def update_visible(self) -> None:
-        """Bring the stale rows in (or near) the visible window up to date."""
-        if not self._stale or self._build is None:
-            return
-        height = self.scrollable_content_region.height
-        if height <= 0:  # not laid out yet: no window to go by
-            window = list(self._stale)
-        else:
-            first = max(0, int(self.scroll_y) - self.MARGIN)
-            window = self._order[first : first + height + 2 * self.MARGIN]
-        cursor = self.selected_key
-        if cursor is not None:
-            window.append(cursor)  # details and actions read the cursor row
-        for key in window:
-            if key in self._stale:
-                self._stale.discard(key)
-                self._update_row(key, self._build(key))
-
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
-        self.update_visible()
-
-    def on_resize(self) -> None:
-        self.update_visible()
-
-    def _update_row(self, key: str, new: Cells) -> None:
-        old = self._rendered[key]
-        if new == old:
-            return
-        for (column, _, _), before, after in zip(self.COLUMNS, old, new, strict=True):
-            if before != after:
-                self.update_cell(key, column, after)
-        self._rendered[key] = new
-
-    def _add(self, key: str, row: Cells) -> None:
-        self.add_row(*row, key=key)
-        self._rendered[key] = row
-
-    def _rebuild(self, order: list[str], build: Callable[[str], Cells]) -> None:
-        selected = self.selected_key
-        self.clear()
-        self._rendered.clear()
-        self._stale.clear()
-        for key in order:
-            self._add(key, build(key))
-        self._order = list(order)
-        self.rebuilds += 1
-        if selected in self._rendered:
-            self.move_cursor(row=order.index(selected), animate=False)
-
-
-def _is_subsequence(short: list[str], long: list[str]) -> bool:
-    it = iter(long)
-    return all(key in it for key in short)
+from cortex.console.widgets.rowtable import Cells, RowTable
 
 
 def _matches(text: str, needle: str) -> bool:
     return needle in text.lower()
 
 
+def _blank(count: int) -> Cells:
+    return ("",) * count
+
+
 # --------------------------------------------------------------------------- nodes
 
 
-class NodesTable(KeyedTable):
+class NodesTable(RowTable):
     """One row per neuron, then one per device of that neuron (GPUs or the CPU)."""
 
     COLUMNS = (
@@ -242,7 +115,7 @@ class NodesTable(KeyedTable):
         name, device_id = self._owners.get(key, ("", None))
         neuron = self.state.neurons.get(name)
         if neuron is None:
-            return ("",) * len(self.COLUMNS)
+            return _blank(len(self.COLUMNS))
         placements = self._by_neuron.get(neuron.name, ())
         if device_id is None:
             used = sum(d.memory_used for d in neuron.devices)
@@ -261,18 +134,18 @@ class NodesTable(KeyedTable):
                 summary_text,
                 cells.meter(used, total, self.thresholds),
                 Text(fmt.memory_pair(used, total)) if total else Text("-", style="dim"),
-                Text(""),
-                Text(""),
+                "",
+                "",
                 Text(names, style="" if neuron.up else "dim"),
             )
         device = next((d for d in neuron.devices if d.id == device_id), None)
         if device is None:
-            return ("",) * len(self.COLUMNS)
+            return _blank(len(self.COLUMNS))
         style = "" if neuron.up else "dim"
         on_device = sorted(p.model for p in placements if device.id in p.devices)
         return (
             cells.device_name(device, neuron.up),
-            Text(""),
+            "",
             Text(device.name, style=style),
             cells.meter(device.memory_used, device.memory_total, self.thresholds),
             Text(fmt.memory_pair(device.memory_used, device.memory_total), style=style),
@@ -285,20 +158,20 @@ class NodesTable(KeyedTable):
 # --------------------------------------------------------------------------- models
 
 
-class ModelsTable(KeyedTable):
-    """One row per placement: a model loaded, loading or failed on one neuron."""
+class ModelsTable(RowTable):
+    """The catalogue: a row per model, then a row per placement of it (`` └ neuron``)."""
 
     COLUMNS = (
         ("model", "Model", 20),
-        ("node", "Node", 12),
-        ("devices", "Devices", 8),
-        ("state", "State", 16),
-        ("pin", "Pin", 6),
+        ("state", "State", 14),
+        ("where", "Where", 12),
         ("memory", "Memory", 9),
+        ("replicas", "Replicas", 9),
+        ("pin", "Pin", 6),
         ("in_flight", "Busy", 4),
         ("queued", "Queue", 5),
         ("tps", "tok/s", 6),
-        ("history", "History", 12),
+        ("history", "History", 10),
         ("ttft", "TTFT", 7),
         ("served", "Served", 7),
     )
@@ -308,6 +181,12 @@ class ModelsTable(KeyedTable):
         self.state = state
         self.filter = ""
         self._keys: dict[str, PlacementKey] = {}
+        self._model_rows: dict[str, str] = {}  # row key -> model
+        self._by_model: dict[str, list[Placement]] = {}
+
+    @staticmethod
+    def model_key(model: str) -> str:
+        return f"m:{model}"
 
     @staticmethod
     def row_key(key: PlacementKey) -> str:
@@ -316,39 +195,158 @@ class ModelsTable(KeyedTable):
     def placement_of(self, row_key: str | None) -> PlacementKey | None:
         return self._keys.get(row_key) if row_key else None
 
+    def model_of(self, row_key: str | None) -> str | None:
+        """The model a row shows (its own row or one of its placements)."""
+        if row_key is None:
+            return None
+        placement = self._keys.get(row_key)
+        return placement[0] if placement else self._model_rows.get(row_key)
+
     def selected_placement(self) -> PlacementKey | None:
         return self.placement_of(self.selected_key)
 
+    def selected_model(self) -> str | None:
+        return self.model_of(self.selected_key)
+
     def refresh_from(self, changes: Changes) -> None:
-        placements = sorted(self.state.placements)
-        needle = self.filter.lower()
-        if needle:
-            placements = [k for k in placements if _matches(k[0], needle) or _matches(k[1], needle)]
-        self._keys = {self.row_key(k): k for k in placements}
-        order = list(self._keys)
+        by_model: dict[str, list[Placement]] = {}
+        for key in sorted(self.state.placements):
+            by_model.setdefault(key[0], []).append(self.state.placements[key])
+        self._by_model = by_model
+        order = self.row_order()
         dirty: set[str] | None = None
-        if not (changes.reset or changes.catalogue):
+        if not changes.reset:
             dirty = {self.row_key(k) for k in changes.placements | changes.history}
+            models = self.state.catalogue if changes.catalogue else ()
+            dirty.update(self.model_key(m) for m in models)
+            dirty.update(self.model_key(m) for m, _ in changes.placements)
         self.sync(order, self._cells, dirty)
 
+    def row_order(self) -> list[str]:
+        self._keys.clear()
+        self._model_rows.clear()
+        needle = self.filter.lower()
+        order: list[str] = []
+        for model in sorted(set(self.state.catalogue) | set(self._by_model)):
+            placements = self._by_model.get(model, [])
+            if needle and not _matches(model, needle):
+                placements = [p for p in placements if _matches(p.neuron, needle)]
+                if not placements:
+                    continue
+            key = self.model_key(model)
+            self._model_rows[key] = model
+            order.append(key)
+            for placement in placements:
+                placement_key = (placement.model, placement.neuron)
+                row = self.row_key(placement_key)
+                self._keys[row] = placement_key
+                order.append(row)
+        return order
+
     def _cells(self, row_key: str) -> Cells:
-        key = self._keys[row_key]
-        placement = self.state.placements.get(key)
+        model = self._model_rows.get(row_key)
+        if model is not None:
+            return self._model_cells(model)
+        key = self._keys.get(row_key)
+        placement = self.state.placements.get(key) if key else None
         if placement is None:
-            return ("",) * len(self.COLUMNS)
-        history = self.state.history.get(key, ())
+            return _blank(len(self.COLUMNS))
+        history = self.state.history.get((placement.model, placement.neuron), ())
         busy = "bold" if placement.in_flight else ""
         return (
-            Text(placement.model, style="bold"),
-            Text(placement.neuron),
-            Text(",".join(placement.devices) or "-", style="dim"),
-            cells.placement_state(placement),
-            cells.pinned(placement.pinned or self.state.is_pinned(placement.model)),
+            Text(f" └ {placement.neuron}"),
+            cells.placement_state(placement, width=8),
+            Text(fmt.devices(placement.devices), style="dim"),
             Text(fmt.human_bytes(placement.memory_bytes) if placement.memory_bytes else "-"),
+            "",
+            "",
             Text(str(placement.in_flight), style=busy),
             Text(str(placement.queued), style="yellow" if placement.queued else ""),
             Text(fmt.rate(placement.tokens_per_s), style=busy),
-            Text(fmt.sparkline(history, 12), style="cyan"),
+            Text(fmt.sparkline(history, 10), style="cyan"),
             Text(fmt.millis(placement.ttft_ms)),
             Text(str(placement.requests_total)),
+        )
+
+    def _model_cells(self, model: str) -> Cells:
+        entry = self.state.catalogue.get(model)
+        placements = self._by_model.get(model, [])
+        in_flight = sum(p.in_flight for p in placements)
+        queued = sum(p.queued for p in placements)
+        busy = "bold" if in_flight else ""
+        on_disk = entry.available_on if entry is not None else []
+        estimate = entry.memory_estimate if entry is not None else None
+        return (
+            Text(model, style="bold"),
+            cells.model_state(placements, bool(on_disk)),
+            Text(fmt.names(on_disk, 12), style="dim" if on_disk else "red"),
+            Text(f"~{fmt.human_bytes(estimate)}" if estimate else "-", style="dim"),
+            cells.replicas(entry.replicas if entry is not None else None, placements),
+            cells.pinned(self.state.is_pinned(model)),
+            Text(str(in_flight), style=busy),
+            Text(str(queued), style="yellow" if queued else ""),
+            Text(fmt.rate(sum(p.tokens_per_s for p in placements)), style=busy),
+            "",
+            "",
+            Text(str(sum(p.requests_total for p in placements))),
+        )
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class RequestsTable(RowTable):
+    """The requests the gateway is serving now, oldest first."""
+
+    COLUMNS = (
+        ("model", "Model", 20),
+        ("node", "Node", 12),
+        ("client", "Client", 12),
+        ("state", "State", 9),
+        ("tps", "tok/s", 6),
+        ("ttft", "TTFT", 7),
+        ("tokens", "Tokens", 6),
+        ("age", "Age", 7),
+        ("id", "Request", 28),
+    )
+
+    def __init__(self, state: FleetState, **kw) -> None:
+        super().__init__(**kw)
+        self.state = state
+        self.filter = ""
+        self._rows: dict[str, ActiveRequest] = {}
+
+    def request_of(self, row_key: str | None) -> ActiveRequest | None:
+        return self._rows.get(row_key) if row_key else None
+
+    def refresh_from(self, changes: Changes) -> None:
+        needle = self.filter.lower()
+        rows: dict[str, ActiveRequest] = {}
+        for request in self.state.requests:
+            if needle and not (
+                _matches(request.model, needle) or _matches(request.neuron or "", needle)
+            ):
+                continue
+            key = f"r:{request.id}"
+            while key in rows:  # a client may reuse its x-request-id
+                key += "'"
+            rows[key] = request
+        self._rows = rows
+        self.sync(list(rows), self._cells, None if changes.reset else rows)
+
+    def _cells(self, key: str) -> Cells:
+        request = self._rows.get(key)
+        if request is None:
+            return _blank(len(self.COLUMNS))
+        streaming = request.ttft_ms is not None
+        return (
+            Text(request.model, style="bold"),
+            Text(request.neuron or "-", style="" if request.neuron else "dim"),
+            Text(fmt.dialect(request.endpoint)),
+            cells.request_state(request),
+            Text(fmt.rate(request.tokens_per_s) if streaming else "-"),
+            Text(fmt.millis(request.ttft_ms)),
+            Text(str(request.tokens) if streaming else "-"),
+            Text(fmt.duration(request.age_s)),
+            Text(request.id, style="dim"),
         )

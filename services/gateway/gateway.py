@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from cortex.services.gateway.activity import RequestBoard
 from cortex.services.gateway.hub import EventHub
 from cortex.services.gateway.metrics import GatewayMetrics
 from cortex.services.gateway.neuron_client import NeuronPool
@@ -22,6 +23,7 @@ class Gateway:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.hub = EventHub()
+        self.requests = RequestBoard(self.hub)
         self.store = StateStore(settings.state_path)
         self.pool = NeuronPool(config.neurons, config.gateway, config.auth.neuron_token)
         self.scheduler = Scheduler(settings, self.store, self.hub, self.metrics, self.pool)
@@ -36,6 +38,7 @@ class Gateway:
     async def start(self) -> None:
         self.scheduler.start()
         self.watch.start()
+        self.requests.start()
         names = ", ".join(f"{n.name}={n.endpoint}" for n in self.settings.config.neurons)
         log.info(
             "gateway started: neurons %s; models file %s; state %s; stored responses %s",
@@ -46,6 +49,7 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        await self.requests.stop()
         await self.watch.stop()
         await self.scheduler.stop()
         await self.pool.aclose()

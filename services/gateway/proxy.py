@@ -49,14 +49,17 @@ _figures = msgspec.json.Decoder(_Figures)
 
 
 class Meter:
-    """What one request cost, measured at the gateway."""
+    """What one request cost, measured at the gateway; listed on the gateway's request
+    board (the fleet stream's ``requests`` event) until it reports."""
 
     __slots__ = (
+        "__weakref__",
         "endpoint",
         "events",
         "first_token_at",
         "gateway",
         "model",
+        "neuron",
         "reported",
         "request_id",
         "route",
@@ -77,6 +80,8 @@ class Meter:
         self.tail: deque[bytes] = deque(maxlen=4)
         self.reported = False
         self.route = ""  # how the scheduler chose its placement (affinity.choose)
+        self.neuron = ""  # the neuron serving it, once it holds a lease
+        gateway.requests.track(self)
 
     def feed(self, chunk: bytes) -> None:
         if self.first_token_at is None and _FIRST_TOKEN.search(chunk):
@@ -113,6 +118,7 @@ class Meter:
         if self.reported:
             return
         self.reported = True
+        self.gateway.requests.done(self)
         end = time.perf_counter()
         figures = _Figures()
         if body is not None:
@@ -326,6 +332,7 @@ async def obtain(
         lease = upstream.lease
         assert lease is not None
         exchange.meter.route = lease.route
+        exchange.meter.neuron = lease.neuron
         try:
             upstream.response = await gateway.pool[lease.neuron].open(
                 exchange.path, exchange.body, exchange.headers

@@ -4,6 +4,7 @@
 * ``GET /fleet/events``: SSE; ``snapshot`` on connect (and again whenever this client
   fell behind), then ``neuron``, ``placement``, ``placement_removed``, ``catalogue`` and
   ``log`` events; placements that are loading or serving are re-sent every second;
+  ``requests`` (the requests being served) once a second while there are any;
   ``: ping`` every 15 s when nothing happens.
 * ``GET /fleet/logs``: the last 200 log entries (the events' ``log`` history).
 * ``POST /fleet/models/{id}/load`` (body: optional ``LoadAction``): loads the model
@@ -76,10 +77,13 @@ async def fleet_events(request: Request) -> Stream:
         return encode_json(SnapshotEvent(gateway.scheduler.snapshot()), event="snapshot")
 
     first = snapshot()
+    requests = gateway.requests.event_bytes()
 
     async def stream():
         try:
             yield first
+            if requests is not None:
+                yield requests
             while True:
                 try:
                     data = await asyncio.wait_for(subscription.queue.get(), KEEPALIVE_S)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from fleets import SMALL_FLEET_HISTORY, T0, small_fleet, small_fleet_log
+from fleets import SMALL_FLEET_HISTORY, T0, small_fleet, small_fleet_log, small_fleet_requests
 from support.gateway import GatewayProcess, start_gateway
 from support.neuron import NeuronProcess, start_neuron
 
@@ -39,6 +39,7 @@ def small_fleet_state(*, connected: bool = True) -> FleetState:
     """The small fleet as the stream would leave it, with a tok/s history and a log."""
     state = FleetState()
     state.apply(SnapshotEvent(small_fleet()))
+    state.apply(small_fleet_requests())
     for key, values in SMALL_FLEET_HISTORY.items():
         state.history[key].extend(values[:-1])
     state.sample(T0)  # the last sample: the placements' current tok/s

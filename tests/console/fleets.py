@@ -7,13 +7,16 @@ builds the N neurons x G GPUs x M models fleet the benchmark drives.
 from __future__ import annotations
 
 from cortex.common.fleet import (
+    ActiveRequest,
     CatalogueEntry,
     FleetNeuron,
     FleetSnapshot,
     LogEntry,
     Placement,
+    ReplicaStatus,
+    RequestsUpdate,
 )
-from cortex.common.neuron import Device, LoadProgress
+from cortex.common.neuron import Device, LoadProgress, PrefixCacheStatus
 
 GiB = 1024**3
 MiB = 1024**2
@@ -94,6 +97,14 @@ def small_fleet() -> FleetSnapshot:
             completion_tokens_total=401_200,
             loaded_at=T0 - 3600,
             last_used_at=T0 - 2,
+            prefix_cache=PrefixCacheStatus(
+                budget_bytes=2 * GiB,
+                size_bytes=int(1.25 * GiB),
+                entries=6,
+                lookups=40,
+                hits=31,
+                cached_tokens=612_480,
+            ),
         ),
         Placement(
             model="llama-3.1-8b",
@@ -142,6 +153,9 @@ def small_fleet() -> FleetSnapshot:
             priority=10,
             memory_estimate=7 * GiB,
             profile=True,
+            replicas=ReplicaStatus(
+                min=1, max=2, source="config", wanted=2, actual=1, queue_depth=5, queue_wait_s=6.5
+            ),
         ),
     ]
     return FleetSnapshot(time=T0, neurons=neurons, placements=placements, catalogue=catalogue)
@@ -181,6 +195,41 @@ def small_fleet_log() -> list[LogEntry]:
             neuron="alpha",
         ),
     ]
+
+
+def small_fleet_requests() -> RequestsUpdate:
+    """What the gateway serves at T0: two streams on qwen, one queued for llama."""
+    return RequestsUpdate(
+        requests=[
+            ActiveRequest(
+                id="req-claude-code-1",
+                model="qwen2.5-coder-7b",
+                endpoint="messages",
+                age_s=74.2,
+                neuron="alpha",
+                ttft_ms=812.0,
+                tokens=3120,
+                tokens_per_s=42.3,
+            ),
+            ActiveRequest(
+                id="req-codex-7",
+                model="qwen2.5-coder-7b",
+                endpoint="responses",
+                age_s=3.4,
+                neuron="alpha",
+                ttft_ms=95.0,
+                tokens=120,
+                tokens_per_s=41.9,
+            ),
+            ActiveRequest(
+                id="req-4f2a",
+                model="llama-3.1-8b",
+                endpoint="chat",
+                age_s=1.1,
+            ),
+        ],
+        total=3,
+    )
 
 
 # Tok/s history of the two loaded placements, one sample a second.

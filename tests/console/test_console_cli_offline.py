@@ -42,14 +42,15 @@ def test_action_with_the_gateway_down_exits_3(args):
     assert json.loads(done.stderr)["error"]["type"] == "connection_error"
 
 
-def test_script_path_never_imports_textual_or_rich():
+def test_script_path_never_imports_textual_rich_or_httpx():
     url = f"http://127.0.0.1:{free_port()}"
     code = (
         "import sys\n"
         "from cortex.console.cli import main\n"
         f"rc = main(['--json', '--gateway', '{url}', 'status'])\n"
         "assert rc == 3, rc\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))\n"
+        "tui = ('textual', 'rich', 'httpx')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in tui)\n"
         "print('TUI:' + ','.join(loaded))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

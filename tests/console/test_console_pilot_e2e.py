@@ -11,12 +11,14 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
 from support.gateway import start_gateway
 
 from cortex.console.app import CortexConsole
 from cortex.console.screens.confirm import ConfirmScreen
 from cortex.console.screens.load import LoadScreen
+from cortex.console.screens.replicas import ReplicasScreen
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +59,10 @@ async def test_the_fleet_appears(fleet):
         assert sorted(app.state.catalogue) == ["demo-long", "demo-small", "demo-tiny"]
         header = str(app.query_one("#header").render())
         assert "● connected" in header and "neurons 1/1 up" in header and "1 CPU" in header
-        assert app.models.row_keys == []
+        # The whole catalogue, nothing placed yet: one row per model on disk.
+        assert app.models.row_keys == [f"m:{m}" for m in sorted(app.state.catalogue)]
+        assert app.models.get_cell("m:demo-tiny", "state").plain == "available"
+        assert app.models.get_cell("m:demo-tiny", "where").plain == "local"
         # What happened before the console connected comes from the gateway's history.
         await until(pilot, lambda: "neuron local is up" in log_text(app), what="log history")
 
@@ -96,14 +101,17 @@ async def test_load_pin_unpin_unload_and_quit(fleet):
         await until(pilot, loaded, within=180, what="demo-tiny loaded in the table")
         assert seen_states[0] == "loading" and seen_states[-1] == "loaded", seen_states
         assert [p["state"] for p in fleet.placements("demo-tiny")] == ["loaded"]
+        assert app.models.get_cell("m:demo-tiny", "state").plain == "● 1 loaded"
+        app.models.move_cursor(row=app.models.row_keys.index(row))
+        await pilot.pause()
         assert app.models.selected_key == row
 
         # p: pin, then p again: unpin.
         await pilot.press("p")
-        await until(pilot, lambda: app.models.get_cell(row, "pin").plain == "pinned")
+        await until(pilot, lambda: app.models.get_cell("m:demo-tiny", "pin").plain == "pinned")
         assert fleet.catalogue("demo-tiny")["pinned"] is True
         await pilot.press("p")
-        await until(pilot, lambda: app.models.get_cell(row, "pin").plain == "")
+        await until(pilot, lambda: app.models.get_cell("m:demo-tiny", "pin").plain == "")
         assert not fleet.catalogue("demo-tiny").get("pinned")
 
         # u: asks, naming model and neuron; yes unloads.
@@ -123,7 +131,8 @@ async def test_unload_cancelled_keeps_the_model(fleet):
     fleet.gateway.post("/fleet/models/demo-tiny/load", json={}).raise_for_status()
     app = console(fleet)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.models.row_keys == ["demo-tiny@local"])
+        await until(pilot, lambda: "demo-tiny@local" in app.models.row_keys)
+        app.models.move_cursor(row=app.models.row_keys.index("demo-tiny@local"))
         await pilot.press("u")
         await pilot.click("#no")
         await pilot.pause(0.5)
@@ -155,3 +164,70 @@ async def test_a_gateway_that_goes_away_shows_as_reconnecting(fleet, tmp_path):
             assert "reconnecting" in header and "stale since" in header
             assert "lost the gateway's event stream" in log_text(app)
             assert app.nodes.row_keys, "the last known fleet stays on screen"
+
+
+def stream_chat(url: str, request_id: str, max_tokens: int = 400) -> None:
+    """A long chat stream through the gateway (a real client, at its own pace)."""
+    body = {
+        "model": "demo-tiny",
+        "messages": [{"role": "user", "content": "Count to a thousand."}],
+        "max_tokens": max_tokens,
+        "logit_bias": {"2": -100},  # the demo models' <|im_end|>: keeps it going
+        "stream": True,
+    }
+    with httpx.Client(base_url=url, timeout=120) as client:
+        headers = {"x-request-id": request_id}
+        with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as reply:
+            for _ in reply.iter_lines():
+                time.sleep(0.01)  # a client reading at its own pace: the relay keeps it
+
+
+async def test_the_requests_view_follows_a_live_stream(fleet):
+    fleet.gateway.post("/fleet/models/demo-tiny/load", json={}).raise_for_status()
+    app = console(fleet)
+    row = "r:req-console-e2e"
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state.connection.status == "connected")
+        await pilot.press("2")
+        assert app.requests.display
+        stream = asyncio.create_task(asyncio.to_thread(stream_chat, fleet.url, row[2:]))
+        await until(pilot, lambda: row in app.requests.row_keys, within=60, what="request row")
+        assert app.requests.get_cell(row, "model").plain == "demo-tiny"
+        assert app.requests.get_cell(row, "node").plain == "local"
+        assert app.requests.get_cell(row, "client").plain == "openai chat"
+        await until(
+            pilot,
+            lambda: app.requests.get_cell(row, "state").plain == "streaming",
+            within=60,
+            what="its first token",
+        )
+        assert app.requests.get_cell(row, "ttft").plain.endswith(("ms", "s"))
+        assert "in flight" in app.requests.border_title
+        await stream
+        await until(pilot, lambda: row not in app.requests.row_keys, within=10, what="row gone")
+
+
+async def test_replicas_from_the_console_reach_the_gateway(fleet):
+    app = console(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "m:demo-tiny" in app.models.row_keys, what="catalogue")
+        app.models.move_cursor(row=app.models.row_keys.index("m:demo-tiny"))
+        await pilot.press("r")
+        screen = app.screen
+        assert isinstance(screen, ReplicasScreen) and screen.model == "demo-tiny"
+        screen.set_range(0, 2)
+        await pilot.pause()
+        await pilot.click("#replicas-confirm")
+
+        def saved() -> bool:
+            replicas = fleet.catalogue("demo-tiny").get("replicas") or {}
+            return (replicas.get("min"), replicas.get("max")) == (0, 2)
+
+        await until(pilot, saved, within=30, what="the gateway's range for demo-tiny")
+        assert fleet.catalogue("demo-tiny")["replicas"]["source"] == "api"
+        await until(
+            pilot,
+            lambda: app.models.get_cell("m:demo-tiny", "replicas").plain.endswith(" 0-2"),
+            within=10,
+            what="the new range in the models table",
+        )

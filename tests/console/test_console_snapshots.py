@@ -67,7 +67,7 @@ def test_load_dialog_target_chosen(snap_compare):
 
 def test_unload_confirmation(snap_compare):
     async def ask(pilot):
-        await pilot.press("down", "down", "u")  # qwen2.5-coder-7b: busy, says so
+        await pilot.press("down", "down", "down", "down", "down", "u")  # qwen on alpha: busy
 
     assert snap_compare(console(), terminal_size=SIZE, run_before=ask)
 
@@ -81,7 +81,7 @@ def test_help(snap_compare):
 
 def test_model_details(snap_compare):
     async def open_details(pilot):
-        await pilot.press("down", "down", "enter")
+        await pilot.press("down", "down", "down", "down", "down", "enter")
 
     assert snap_compare(console(), terminal_size=SIZE, run_before=open_details)
 
@@ -101,3 +101,24 @@ def test_filter(snap_compare):
         await pilot.press("q", "w", "e", "n")
 
     assert snap_compare(console(), terminal_size=SIZE, run_before=type_filter)
+
+
+def test_requests_view(snap_compare):
+    async def show(pilot):
+        await pilot.press("2")
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=show)
+
+
+def test_replicas_dialog(snap_compare):
+    async def ask(pilot):
+        await pilot.press("down", "down", "down", "down", "r")  # qwen2.5-coder-7b
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=ask)
+
+
+def test_catalogue_model_details(snap_compare):
+    async def open_details(pilot):
+        await pilot.press("down", "down", "down", "down", "enter")
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=open_details)

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from cortex.services.gateway.activity import RequestBoard
+from cortex.services.gateway.hub import EventHub
 from cortex.services.gateway.metrics import GatewayMetrics
 from cortex.services.gateway.proxy import Meter
 from cortex.services.neuron.pipeline.events import Finish, TextDelta
@@ -58,9 +60,8 @@ def without_figures(chunk: bytes) -> bytes:
 
 def measure(chunks: list[bytes], started_ago: float) -> dict[str, float]:
     metrics = GatewayMetrics()
-    meter = Meter(
-        SimpleNamespace(metrics=metrics), MODEL, "chat", time.perf_counter() - started_ago
-    )
+    gateway = SimpleNamespace(metrics=metrics, requests=RequestBoard(EventHub()))
+    meter = Meter(gateway, MODEL, "chat", time.perf_counter() - started_ago)
     for chunk in chunks:
         meter.feed(chunk)
     meter.report(200, neuron="alpha")

@@ -1,0 +1,156 @@
+"""The fleet event stream's ``requests`` event, end to end: a real CPU neuron, a real
+gateway, the official SDKs.
+
+While an OpenAI chat stream runs on a loaded model and an Anthropic messages stream waits
+for its model's cold load, the gateway lists both about once a second (model, neuron,
+dialect, TTFT, tokens so far, age), a new subscriber gets the list right after its
+snapshot, and when both are done one empty list says so and the stream goes quiet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+from support.gateway import start_gateway
+from support.neuron import start_neuron
+
+from cortex.common.sse import iter_events
+
+pytestmark = pytest.mark.slow
+
+NO_EOS = {"2": -100}  # the demo models' <|im_end|>: keeps a long stream going
+CHAT_ID = "req-e2e-chat"
+MESSAGES_ID = "req-e2e-messages"
+CHAT_DONE: list[float] = []
+
+
+@pytest.fixture(scope="module")
+def fleet(demo_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("requests-fleet")
+    with (
+        start_neuron(demo_models.root, root / "neuron", settings={"name": "local"}) as neuron,
+        start_gateway(root / "gateway", neurons={"local": neuron.url}) as gateway,
+    ):
+        gateway.wait_neurons_up()
+        gateway.post("/fleet/models/demo-tiny/load", json={}).raise_for_status()
+        yield gateway
+
+
+def chat_stream(url: str) -> None:
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(
+        model="demo-tiny",
+        messages=[{"role": "user", "content": "Count to a thousand."}],
+        max_tokens=400,
+        logit_bias=NO_EOS,
+        stream=True,
+        extra_headers={"x-request-id": CHAT_ID},
+    )
+    for _ in stream:
+        time.sleep(0.02)  # a client reading at its own pace
+    CHAT_DONE.append(time.monotonic())
+
+
+def messages_stream(url: str) -> None:
+    client = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
+    with client.messages.stream(
+        model="demo-small",  # not loaded: it waits for the cold load
+        max_tokens=8,
+        messages=[{"role": "user", "content": "Hello"}],
+        extra_headers={"x-request-id": MESSAGES_ID},
+    ) as stream:
+        for _ in stream:
+            pass
+
+
+def first_events(url: str, count: int) -> list[str]:
+    with httpx.stream("GET", url + "/fleet/events", timeout=httpx.Timeout(10)) as response:
+        names = []
+        for event in iter_events(response.iter_bytes()):
+            names.append(event.event)
+            if len(names) == count:
+                return names
+    return names
+
+
+def test_requests_in_flight_are_listed_once_a_second_and_cleared_at_the_end(fleet):
+    gateway = fleet
+    threads = [
+        threading.Thread(target=chat_stream, args=(gateway.url,), daemon=True),
+        threading.Thread(target=messages_stream, args=(gateway.url,), daemon=True),
+    ]
+    seen: list[tuple[float, dict]] = []
+    late_subscriber: list[str] = []
+    timeout = httpx.Timeout(10, read=30)
+    with httpx.stream("GET", gateway.url + "/fleet/events", timeout=timeout) as response:
+        events = iter_events(response.iter_bytes())
+        assert next(events).event == "snapshot"
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for event in events:
+            assert time.monotonic() - started < 180, "the streams did not end in time"
+            if event.event != "requests":
+                continue
+            update = event.json()
+            seen.append((time.monotonic() - started, update))
+            chat = [r for r in update["requests"] if r["id"] == CHAT_ID]
+            if chat and chat[0].get("tokens") and not late_subscriber:
+                late_subscriber = first_events(gateway.url, 2)
+            if not update["requests"] and not any(t.is_alive() for t in threads):
+                break
+    for thread in threads:
+        thread.join(timeout=30)
+
+    listed = {r["id"]: [] for _, u in seen for r in u["requests"]}
+    for _, update in seen:
+        for request in update["requests"]:
+            listed[request["id"]].append(request)
+    assert CHAT_DONE, "the chat stream failed"
+    assert CHAT_ID in listed and MESSAGES_ID in listed, listed.keys()
+
+    chat = listed[CHAT_ID]
+    assert {r["model"] for r in chat} == {"demo-tiny"}
+    assert {r["endpoint"] for r in chat} == {"chat"}
+    assert {r.get("neuron") for r in chat} == {"local"}, "it had a lease at once"
+    streaming = [r for r in chat if r.get("ttft_ms") is not None]
+    assert streaming, "its first token was seen while it ran"
+    tokens = [r["tokens"] for r in streaming]
+    assert tokens == sorted(tokens) and tokens[-1] > 0, "tokens so far only grow"
+    assert streaming[-1]["tokens_per_s"] > 0
+    ages = [r["age_s"] for r in chat]
+    assert ages == sorted(ages) and ages[-1] > ages[0]
+
+    messages = listed[MESSAGES_ID]
+    assert {r["model"] for r in messages} == {"demo-small"}
+    assert {r["endpoint"] for r in messages} == {"messages"}, "the client's dialect"
+    assert messages[0].get("neuron") is None, "queued while demo-small loads"
+
+    # Bounded: about one event a second while requests run, one empty list at the end.
+    span = seen[-1][0] - seen[0][0]
+    assert len(seen) <= span + 2, f"{len(seen)} events in {span:.1f} s"
+    assert seen[-1][1] == {"type": "requests", "requests": [], "total": 0}
+    assert sum(1 for _, u in seen if not u["requests"]) == 1
+
+    # A console that connects mid-stream sees the requests right after the snapshot.
+    assert late_subscriber == ["snapshot", "requests"]
+
+    # Nothing in flight: no more requests events, for 3 s (a quiet stream may time out).
+    quiet: list[str] = []
+    deadline = time.monotonic() + 3.0
+    brief = httpx.Timeout(10, read=3.0)
+    with (
+        contextlib.suppress(httpx.ReadTimeout),
+        httpx.stream("GET", gateway.url + "/fleet/events", timeout=brief) as response,
+    ):
+        for event in iter_events(response.iter_bytes()):
+            quiet.append(event.event)
+            if time.monotonic() > deadline:
+                break
+    assert quiet[0] == "snapshot" and "requests" not in quiet, quiet
