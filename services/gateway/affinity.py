@@ -158,18 +158,25 @@ class Candidate:
     def saturated(self) -> bool:
         return self.in_flight >= max(self.concurrency, 1)
 
+    @property
+    def load(self) -> float:
+        """Requests in flight per sequence its engine runs at once: a batching engine with
+        eight slots and three requests is less loaded than a one-slot engine with one."""
+        return self.in_flight / max(self.concurrency, 1)
+
 
 def choose(candidates: Sequence[Candidate], prefix: Prefix | None) -> tuple[str, str] | None:
     """(neuron, route) for a request; None when no candidate is eligible.
 
     ``route`` names the decision for the request log: ``affinity:<hint>:<depth>``, or
     ``least_in_flight`` with why the affinity choice was not taken (``saturated``,
-    ``down``) or ``no_match``.
+    ``down``) or ``no_match``. "Least in flight" counts against each placement's reported
+    concurrency (``Candidate.load``), first among equals.
     """
     eligible = [c for c in candidates if c.eligible]
     if not eligible:
         return None
-    least = min(eligible, key=lambda c: c.in_flight)  # first among equals, as before
+    least = min(eligible, key=lambda c: c.load)
     if prefix is None:
         return least.neuron, "least_in_flight"
     matched = [c for c in candidates if c.depth >= prefix.counted_from]
@@ -179,7 +186,7 @@ def choose(candidates: Sequence[Candidate], prefix: Prefix | None) -> tuple[str,
     best = [c for c in matched if c.depth == deepest]
     usable = [c for c in best if c.eligible and not c.saturated]
     if usable:
-        pick = min(usable, key=lambda c: c.in_flight)
+        pick = min(usable, key=lambda c: c.load)
         return pick.neuron, f"affinity:{prefix.hint}:{deepest}"
     reason = "saturated" if any(c.eligible for c in best) else "down"
     return least.neuron, f"least_in_flight:{reason}"

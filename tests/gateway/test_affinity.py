@@ -124,3 +124,14 @@ def test_choice_prefers_the_deepest_match_then_falls_back_when_saturated_or_down
     # No prefix: least in flight, the first among equals as before affinity.
     even = [Candidate("a", 1, 2), Candidate("b", 1, 2)]
     assert choose(even, None) == ("a", "least_in_flight")
+
+
+def test_least_in_flight_counts_against_each_placements_concurrency():
+    # One request on a one-slot engine fills it; three on an eight-slot one leave room.
+    assert choose([Candidate("a", 1, 1), Candidate("b", 3, 8)], None) == ("b", "least_in_flight")
+    assert choose([Candidate("a", 0, 1), Candidate("b", 3, 8)], None) == ("a", "least_in_flight")
+    # The same among the deepest affinity matches.
+    prefix = from_openai(body(SYSTEM, user("one")))
+    assert prefix
+    deep = [Candidate("a", 1, 2, depth=2), Candidate("b", 2, 8, depth=2)]
+    assert choose(deep, prefix) == ("b", "affinity:messages:2")
