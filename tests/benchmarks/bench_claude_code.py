@@ -1,14 +1,17 @@
-"""How long Claude Code's first and second request take on the demo fleet.
+"""How long Claude Code's first, second and third request take on the demo fleet.
 
     .venv/bin/python tests/benchmarks/bench_claude_code.py [--rounds 1] [--model NAME]
 
 Starts ``make demo``'s fleet (``python -m cortex.services.demo_fleet --no-console`` on
 free ports, models generated into a temporary folder), loads demo-long (where
 ``claude-*`` goes) and then runs the real Claude Code CLI from npm, unmodified: a first
-turn (``claude -p "say hi"``) and a second (``claude -p "and again" --continue``), each
-round with a fresh HOME. For every /v1/messages request it prints what the gateway
-logged: the prompt and completion tokens, the time to the first token and the total,
-and the prefill rate (prompt tokens / TTFT), plus the wall time of each ``claude`` run.
+turn (``claude -p "say hi"``), a second and a third (``--continue``), each round with a
+fresh HOME. Claude Code's first run in a fresh HOME says "(1M context)" in its system
+prompt and tools, later runs do not, so the second turn's prompt shares only its first
+~2.5k tokens with the first's; the third turn is the one that shows the prefix cache.
+For every /v1/messages request it prints what the gateway logged: the prompt and
+completion tokens, the time to the first token and the total, and the prefill rate
+(prompt tokens / TTFT), plus the wall time and cached prompt tokens of each run.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from support.demo import launch_demo  # noqa: E402
 
 LINE = re.compile(
     r"POST /v1/messages\S* status=(\d+) model=(\S+) neuron=\S+ endpoint=messages "
-    r"prompt=(\d+) completion=(\d+) ttft_ms=([\d.]+|-) total_ms=([\d.]+)"
+    r"prompt=(\d+) completion=(\d+) ttft_ms=([\d.]+|-) (?:\S+=\S+ )*?total_ms=([\d.]+)"
 )
 
 
@@ -95,13 +98,16 @@ def main() -> int:
                 for turn, prompt, more in (
                     ("first", "say hi", ()),
                     ("second", "and again", ("--continue",)),
+                    ("third", "once more", ("--continue",)),
                 ):
                     since = len(log.read_text().splitlines())
                     run = run_claude(binary, url, prompt, *extra, *more, **user, timeout=1200)
                     ok = run.returncode == 0 and not run.reply["is_error"]
+                    cached = run.reply.get("usage", {}).get("cache_read_input_tokens", 0)
                     print(
                         f"round {round_} {turn} turn: claude -p {prompt!r} "
-                        f"{'ok' if ok else 'FAILED'}, wall {run.seconds:.1f}s"
+                        f"{'ok' if ok else 'FAILED'}, wall {run.seconds:.1f}s, "
+                        f"cache_read_input_tokens {cached:,}"
                     )
                     for r in requests(log, since):
                         print("  " + describe(r))

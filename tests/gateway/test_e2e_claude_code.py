@@ -6,8 +6,9 @@ demo-long (131072 positions) serves ``claude-*``, as in ``make demo``;
 Code's ~63k-token prompt but not the prompt plus its ``max_tokens`` of 32000, so Claude
 Code must recover by itself from Anthropic's context-limit text.
 
-Prefill of these prompts takes a minute or more on a 2-core machine, hence three runs:
-the default model, a second turn of it with ``--continue``, and the sonnet name.
+Prefill of these prompts takes a minute or more on a 2-core machine, hence four runs:
+the default model, a second and a third turn of it with ``--continue`` (the third served
+from the prefix cache), and the sonnet name.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ def test_a_second_turn_continues_the_conversation(binary, gateway, session):
     status, model, prompt = messages_lines(gateway)[-1]
     assert (status, model) == (200, "demo-long")
     assert prompt > first_prompt  # the first turn and its answer came along
+
+
+def test_a_third_turn_prefills_only_what_is_new(binary, gateway, session):
+    # Claude Code's first run in a fresh HOME names a "(1M context)" model in its system
+    # prompt and later runs do not, so the second turn shares little with the first; from
+    # then on its prompts are stable and the neuron's prefix cache serves the rest.
+    run = run_claude(
+        binary, gateway.url, "once more", "--continue", **session, timeout=RUN_TIMEOUT_S
+    )
+    usage = succeeded(run)["usage"]
+    prompt = usage["input_tokens"] + usage["cache_read_input_tokens"]
+    assert usage["cache_read_input_tokens"] > 0.9 * prompt, usage
 
 
 def test_a_sonnet_name_recovers_from_a_context_too_small_for_its_max_tokens(

@@ -13,7 +13,8 @@ Decisions worth knowing:
 
 * Requests for a model that is loaded go to the placement that served their
   conversation's prefix (../affinity.py), else the one with the fewest requests in
-  flight per sequence its engine runs at once. Otherwise they wait for the one load of that model, whoever triggered it.
+  flight per sequence its engine runs at once. Otherwise they wait for the one load
+  of that model, whoever triggered it.
 * A model that fits only after busy models free memory waits for them (until the
   request's load timeout); one that cannot fit even after evicting every idle unpinned
   model is refused at once with 503 naming the numbers.

@@ -1,9 +1,10 @@
 """Requests and their model's queue: grant a lease, queue, start a load, or refuse.
 
 A request asks with ``Acquire``; it gets a lease on the loaded placement with the fewest
-requests in flight for its engine's concurrency, or waits in ``Fleet.waiting`` for the one load of its model. Every
-waiter ends once: granted, failed, or abandoned by its client. ``advance`` is where a
-queue moves, after anything that may let it (a load, an unload, a release, a status).
+requests in flight for its engine's concurrency, or waits in ``Fleet.waiting`` for the
+one load of its model. Every waiter ends once: granted, failed, or abandoned by its
+client. ``advance`` is where a queue moves, after anything that may let it (a load, an
+unload, a release, a status).
 """
 
 from __future__ import annotations
