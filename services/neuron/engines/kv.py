@@ -2,12 +2,14 @@
 
 Every sequence owns one :class:`SequenceKV`: per layer, a key and a value buffer
 ``[kv_heads, capacity, head_dim]`` of which the first ``length`` positions hold its
-tokens. A batched forward never pads: the model's linear layers run on the whole batch,
-and :func:`ragged_attention` (registered with transformers as an attention
-implementation) appends each row's new keys and values to that row's own cache and
-attends over exactly its own positions. So sequences of any lengths share a forward,
-join or leave between any two steps, and a cache can be forked (a prefix copied) or
-truncated, which is what the prefix cache keeps.
+tokens. A batched forward never pads: the new tokens of every sequence are packed into
+one row (a decoding sequence's one token next to another's prompt chunk), the model's
+linear layers run on all of them at once, and :func:`ragged_attention` (registered with
+transformers as an attention implementation) appends each segment's new keys and values
+to that sequence's own cache and attends over exactly its own positions. So sequences of
+any lengths share a forward, a prompt chunk rides along with the decode step instead of
+paying a forward of its own, sequences join or leave between any two steps, and a cache
+can be forked (a prefix copied) or truncated, which is what the prefix cache keeps.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ class SequenceKV:
         self.lengths[layer] = end
         return keys[:, :end], values[:, :end]
 
+    def reserve(self, size: int) -> None:
+        """Room for ``size`` positions in every layer (a prompt's, known up front: its
+        chunks then never copy the cache to grow it)."""
+        for layer in range(self.layers):
+            self._reserve(layer, size)
+
     def _reserve(self, layer: int, size: int) -> None:
         current = self.keys[layer]
         capacity = 0 if current is None else current.shape[1]
@@ -94,24 +102,37 @@ class SequenceKV:
         return self.fork(length)
 
 
+class Segment:
+    """One sequence's new tokens in a packed forward: ``count`` positions from ``offset``."""
+
+    def __init__(self, cache: SequenceKV, offset: int, count: int, device) -> None:
+        self.cache = cache
+        self.offset = offset
+        self.count = count
+        self.mask = None
+        if count > 1:  # a chunk attends to its sequence's past and causally to itself
+            past = cache.length
+            self.mask = torch.ones(count, past + count, dtype=torch.bool, device=device).tril(past)
+
+
 class _Batch(threading.local):
-    rows: list[SequenceKV] = []
+    segments: list[Segment] = []
 
 
 _batch = _Batch()
 
 
-class rows_of:
-    """The caches of a forward's batch rows, in order, while the forward runs."""
+class packed:
+    """The segments of a forward's one packed row, in order, while the forward runs."""
 
-    def __init__(self, rows: list[SequenceKV]) -> None:
-        self.rows = rows
+    def __init__(self, segments: list[Segment]) -> None:
+        self.segments = segments
 
     def __enter__(self) -> None:
-        _batch.rows = self.rows
+        _batch.segments = self.segments
 
     def __exit__(self, *exc: object) -> None:
-        _batch.rows = []
+        _batch.segments = []
 
 
 def ragged_attention(
@@ -124,35 +145,25 @@ def ragged_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """Attention for ``[batch, heads, q, head_dim]`` inputs, each row over its own cache.
-
-    Rows of one forward have the same number of new positions (one each when decoding, a
-    chunk when one sequence prefills); a chunk attends causally to its row's past and to
-    itself.
-    """
-    rows = _batch.rows
+    """Attention for a packed ``[1, heads, tokens, head_dim]`` row, each segment over its
+    own sequence's cache."""
     layer = module.layer_idx
     grouped = query.shape[1] != key.shape[1]
     outputs = []
-    for index, kv in enumerate(rows):
-        keys, values = kv.append(layer, key[index], value[index])
-        new = query.shape[2]
-        mask = None
-        if new > 1:
-            mask = torch.ones(new, keys.shape[1], dtype=torch.bool, device=query.device).tril(
-                keys.shape[1] - new
-            )
+    for segment in _batch.segments:
+        new = slice(segment.offset, segment.offset + segment.count)
+        keys, values = segment.cache.append(layer, key[0, :, new], value[0, :, new])
         outputs.append(
             F.scaled_dot_product_attention(
-                query[index : index + 1],
+                query[:, :, new],
                 keys.unsqueeze(0),
                 values.unsqueeze(0),
-                attn_mask=mask,
+                attn_mask=segment.mask,
                 scale=scaling,
                 enable_gqa=grouped,
             )
         )
-    output = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
     return output.transpose(1, 2).contiguous(), None
 
 

@@ -7,12 +7,12 @@ between any two tokens.
 
 Two ways to share the model between sequences (the ``batching`` option):
 
-- ``continuous`` (default): each :meth:`TransformersEngine.step` decodes every running
-  sequence in one forward, then prefills waiting prompts, oldest first, within a token
-  budget sized so that it costs half a decode step (measured as it runs; more when more
-  sequences wait than run): a long
-  prompt neither stalls the running streams nor waits for them to end. Batching changes
-  the shapes of the matrix products, so logits differ from a lone run's in the last bits.
+- ``continuous`` (default): each :meth:`TransformersEngine.step` runs one forward that
+  decodes every running sequence and, in the same packed row, prefills a chunk of each
+  waiting prompt, oldest first, sized from measured costs so that the chunks add about
+  half a decode step (:mod:`.chunking`): a long prompt neither stalls the running
+  streams nor waits for them to end. Batching changes the shapes of the matrix
+  products, so logits differ from a lone run's in the last bits.
 - ``round_robin``: one forward per sequence per step, each exactly as it would run alone
   (a seeded request gives the same tokens whatever else runs).
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from cortex.services.neuron.engines import kv
+from cortex.services.neuron.engines import chunking, kv
 from cortex.services.neuron.engines.base import (
     Capabilities,
     EngineOptions,
@@ -42,15 +42,9 @@ from cortex.services.neuron.engines.prefix import PrefixCache
 
 log = logging.getLogger("cortex.neuron.engine")
 
-PREFILL_CHUNK = 512  # most prompt tokens per forward
-SHORT_PROMPT = 64  # prompts (or rests of prompts) this short are prefilled whole at once
-# Fewest beside running streams (also before prefill speed is measured). On a CPU a
-# forward costs its fixed overhead too: fewer tokens than this admit a long prompt too slowly.
-MIN_PREFILL_CHUNK = 16
-# Prompt tokens a step prefills beside running streams cost about this share of a decode
-# step, so their inter-token gaps grow by about as much while a long prompt is admitted.
-PREFILL_SHARE = 0.5
-SMOOTHING = 0.2  # weight of the newest timing in the running averages
+SMOOTHING = 0.2  # weight of the newest timing in the engine's running averages
+# ... and in one prompt's cost per token, which must follow its growing context
+PROMPT_SMOOTHING = 0.5
 
 
 @dataclass
@@ -60,6 +54,8 @@ class _Running:
     sampler: Any
     prefilled: int = 0  # prompt tokens in the cache (computed or reused)
     next_input: int | None = None  # the last sampled token, fed at the next decode
+    token_s: float | None = None  # measured cost of one of its prompt tokens in a step
+    last_chunk: int = 0  # prompt tokens of its previous chunk
 
 
 def torch_dtype_for(device: str, config_dtype: str | None) -> torch.dtype:
@@ -86,8 +82,8 @@ class TransformersEngine:
         self._running: dict[str, _Running] = {}
         self._layout: tuple[int, int, int] = (0, 0, 0)  # layers, kv heads, head dim
         self._dtype = torch.float32
-        self._decode_s: float | None = None  # a decode step's time
-        self._prefill_token_s: float | None = None  # a prompt token's share of a chunk
+        self._decode_s: float | None = None  # a step's time with no prompt chunk in it
+        self._prefill_token_s: float | None = None  # a prompt token's cost beside decoding
 
     # ------------------------------------------------------------------ load
 
@@ -142,7 +138,7 @@ class TransformersEngine:
     def _warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy initialisation."""
         with torch.inference_mode():
-            self._forward([[0]], [0], [self._new_cache()])
+            self._forward([(self._new_cache(), [0])])
 
     def _new_cache(self) -> kv.SequenceKV:
         return kv.SequenceKV(*self._layout, self._dtype, self.device)
@@ -157,6 +153,7 @@ class TransformersEngine:
         cache, reused = self.prefix.take(seq.prompt_ids)
         seq.cached_tokens = reused
         run = _Running(seq, cache or self._new_cache(), sampler, prefilled=reused)
+        run.cache.reserve(len(seq.prompt_ids))  # its chunks then never copy it to grow
         self._running[seq.id] = run
 
     def cancel(self, seq_id: str) -> None:
@@ -179,92 +176,100 @@ class TransformersEngine:
 
     def _continuous(self) -> list[StepOutput]:
         decoding = [r for r in self._running.values() if r.next_input is not None]
-        outputs = []
-        if decoding:
-            started = time.perf_counter()
-            outputs.extend(self._decode(decoding))
-            self._decode_s = _average(self._decode_s, time.perf_counter() - started)
-        # Then prompts, oldest first, within one step's token budget: short prompts that
-        # arrive together all start in this step; a long one goes on in the next.
         waiting = [r for r in self._running.values() if r.next_input is None]
-        budget = self._prefill_budget(len(decoding), len(waiting))
-        for run in waiting:
-            rest = len(run.seq.prompt_ids) - run.prefilled
-            if rest <= SHORT_PROMPT:
-                outputs.append(self._prefill(run, rest))  # a short prompt starts at once
-            elif budget > 0:
-                outputs.append(self._prefill(run, min(budget, rest)))
-                budget -= min(budget, rest)
+        budget = chunking.prefill_budget(self._decode_s, len(decoding), len(waiting))
+        prompts = [
+            chunking.Waiting(
+                len(r.seq.prompt_ids) - r.prefilled,
+                r.token_s if r.token_s is not None else self._prefill_token_s,
+                r.last_chunk,
+            )
+            for r in waiting
+        ]
+        sizes = chunking.plan(prompts, budget)
+        chunks = [(r, size) for r, size in zip(waiting, sizes, strict=True) if size]
+        if not decoding and not chunks:
+            return []
+        started = time.perf_counter()
+        outputs = self._run_step(decoding, chunks)
+        self._learn(decoding, chunks, time.perf_counter() - started)
         return outputs
+
+    def _learn(self, decoding: list[_Running], chunks: list, elapsed: float) -> None:
+        """Update the step costs the next chunks are sized by (see :mod:`.chunking`)."""
+        if not decoding:
+            return
+        if not chunks:
+            self._decode_s = _average(self._decode_s, elapsed)
+            return
+        if self._decode_s is None:
+            return
+        token_s = max(0.0, elapsed - self._decode_s) / sum(size for _, size in chunks)
+        self._prefill_token_s = _average(self._prefill_token_s, token_s)
+        for run, size in chunks:
+            run.token_s = _average(run.token_s, token_s, PROMPT_SMOOTHING)
+            run.last_chunk = size
 
     def _round_robin(self) -> list[StepOutput]:
         outputs = []
         for run in list(self._running.values()):
             if run.next_input is None:
-                outputs.append(self._prefill(run, PREFILL_CHUNK))
+                outputs.extend(self._run_step([], [(run, chunking.PREFILL_CHUNK)]))
             else:
-                outputs.extend(self._decode([run]))
+                outputs.extend(self._run_step([run], []))
         return outputs
 
-    def _prefill_budget(self, decoding: int, waiting: int) -> int:
-        """Prompt tokens for this step beside ``decoding`` streams.
+    def _run_step(
+        self, decoding: list[_Running], chunks: list[tuple[_Running, int]]
+    ) -> list[StepOutput]:
+        """One forward: the next token of each decoding run and a prompt chunk of others."""
+        segments = [(r.cache, [r.next_input]) for r in decoding]
+        for run, size in chunks:
+            segments.append((run.cache, run.seq.prompt_ids[run.prefilled : run.prefilled + size]))
+        lengths = [cache.length for cache, _ in segments]
+        try:
+            logits = self._forward(segments)  # type: ignore[arg-type]
+        except Exception as exc:
+            for (cache, _), length in zip(segments, lengths, strict=True):
+                cache.truncate(length)
+            if len(segments) == 1:
+                return [_failed((decoding or [chunks[0][0]])[0], exc)]
+            # One bad sequence must not end the others: find it by running each alone.
+            log.warning("batched step failed (%s); retrying its %d rows alone", exc, len(segments))
+            alone = [self._run_step([run], []) for run in decoding]
+            alone += [self._run_step([], [chunk]) for chunk in chunks]
+            return [out for outs in alone for out in outs]
+        outputs = [self._emit(run, logits[i]) for i, run in enumerate(decoding)]
+        for i, (run, _) in enumerate(chunks, start=len(decoding)):
+            run.prefilled += len(segments[i][1])
+            if run.prefilled < len(run.seq.prompt_ids):
+                outputs.append(StepOutput(run.seq.id, []))
+            else:
+                outputs.append(self._emit(run, logits[i]))
+        return outputs
 
-        PREFILL_SHARE of a decode step's time per step, times how many more sequences
-        wait than run: one long prompt slows eight streams by half, while a burst of new
-        requests beside a few streams is not starved of its first tokens.
+    def _forward(self, segments: list[tuple[kv.SequenceKV, list[int]]]) -> torch.Tensor:
+        """Logits after each segment's last token, its tokens fed after its cache's.
+
+        All segments' tokens go in one packed row (see :mod:`.kv`).
         """
-        if not decoding:
-            return PREFILL_CHUNK
-        if self._decode_s is None or self._prefill_token_s is None:
-            return MIN_PREFILL_CHUNK
-        share = PREFILL_SHARE * max(1.0, waiting / decoding)
-        fits = int(share * self._decode_s / self._prefill_token_s)
-        return max(MIN_PREFILL_CHUNK, min(PREFILL_CHUNK, fits))
-
-    def _decode(self, runs: list[_Running]) -> list[StepOutput]:
-        lengths = [r.cache.length for r in runs]
-        try:
-            inputs = [[r.next_input] for r in runs if r.next_input is not None]
-            logits = self._forward(inputs, lengths, [r.cache for r in runs])
-        except Exception as exc:
-            for run, length in zip(runs, lengths, strict=True):
-                run.cache.truncate(length)
-            if len(runs) == 1:
-                return [_failed(runs[0], exc)]
-            # One bad row must not end the others: find it by running each alone.
-            log.warning("batched decode failed (%s); retrying its %d rows alone", exc, len(runs))
-            return [out for run in runs for out in self._decode([run])]
-        return [self._emit(run, logits[i]) for i, run in enumerate(runs)]
-
-    def _prefill(self, run: _Running, size: int) -> StepOutput:
-        prompt = run.seq.prompt_ids
-        chunk = prompt[run.prefilled : run.prefilled + size]
-        length = run.cache.length
-        started = time.perf_counter()
-        try:
-            logits = self._forward([chunk], [length], [run.cache])
-        except Exception as exc:
-            run.cache.truncate(length)
-            return _failed(run, exc)
-        share = (time.perf_counter() - started) / len(chunk)
-        self._prefill_token_s = _average(self._prefill_token_s, share)
-        run.prefilled += len(chunk)
-        if run.prefilled < len(prompt):
-            return StepOutput(run.seq.id, [])
-        return self._emit(run, logits[0])
-
-    def _forward(self, ids: list[list[int]], starts: list[int], caches: list[kv.SequenceKV]):
-        """Logits of each row's last position; row i's positions start at ``starts[i]``."""
-        input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
-        positions = torch.arange(input_ids.shape[1], device=self.device) + torch.tensor(
-            starts, device=self.device
-        ).unsqueeze(1)
-        with kv.rows_of(caches):
+        ids: list[int] = []
+        positions: list[int] = []
+        packed = []
+        for cache, tokens in segments:
+            packed.append(kv.Segment(cache, len(ids), len(tokens), self.device))
+            ids.extend(tokens)
+            positions.extend(range(cache.length, cache.length + len(tokens)))
+        last = torch.tensor([s.offset + s.count - 1 for s in packed], device=self.device)
+        with kv.packed(packed):
             out = self.model(
-                input_ids=input_ids, position_ids=positions, use_cache=False, logits_to_keep=1
+                input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
+                position_ids=torch.tensor([positions], device=self.device),
+                use_cache=False,
+                logits_to_keep=last,
             )
         self.forwards += 1
-        return out.logits[:, -1].float()
+        return out.logits[0].float()
 
     def _emit(self, run: _Running, logits: torch.Tensor) -> StepOutput:
         seq = run.seq
@@ -310,8 +315,8 @@ def _failed(run: _Running, exc: BaseException) -> StepOutput:
     return StepOutput(run.seq.id, [], finished="error", error=f"{type(exc).__name__}: {exc}")
 
 
-def _average(current: float | None, sample: float) -> float:
-    return sample if current is None else current + SMOOTHING * (sample - current)
+def _average(current: float | None, sample: float, weight: float = SMOOTHING) -> float:
+    return sample if current is None else current + weight * (sample - current)
 
 
 def _model_max_seq_len(config: Any) -> int:
