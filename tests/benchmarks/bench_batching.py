@@ -6,7 +6,10 @@ Each level alternates the two ``--rounds`` times; figures are medians, ``/raw`` 
 of the paired rounds' ratios.
 
 - raw forward: the model's own transformers forward (sdpa attention, ``DynamicCache``)
-  decoding c equal rows in this process, one token per row per forward: the ceiling.
+  doing the streams' work in this process: one batched forward over c prompts as long
+  as the streams' (their chat template's tokens), then ``--tokens`` forwards of one token
+  per row; tok/s = c x tokens / the time of all of it (prefill included, as for the
+  neuron).
 - neuron: c streaming chat requests at once against a real ``cortex-neuron``, each
   generating exactly ``--tokens`` (end tokens banned); aggregate tok/s = all tokens /
   wall time from the first request sent to the last stream ended (prefill and TTFT
@@ -63,17 +66,18 @@ def silent_tokens(tokenizer) -> list[int]:
 
 
 def raw_forward_rate(model, batch: int, steps: int, context: int) -> float:
-    """Aggregate decode tok/s of the model's own batched forward (no cortex code)."""
+    """Aggregate tok/s of the model's own batched forward (no cortex code): ``batch``
+    prompts of ``context`` tokens prefilled together, then ``steps`` decode forwards."""
     import torch
     from transformers import DynamicCache
 
     with torch.inference_mode():
         cache = DynamicCache()
         prompt = torch.randint(3, model.config.vocab_size, (batch, context))
-        model(input_ids=prompt, cache=cache, use_cache=True)
         token = torch.full((batch, 1), 7)
         started = time.perf_counter()
-        for _ in range(steps):
+        model(input_ids=prompt, cache=cache, use_cache=True, logits_to_keep=1)
+        for _ in range(steps - 1):
             model(input_ids=token, cache=cache, use_cache=True)
         return batch * steps / (time.perf_counter() - started)
 
@@ -87,6 +91,7 @@ class Stream:
         self.sent = 0.0
         self.times: list[float] = []
         self.tokens = 0
+        self.prompt_tokens = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> Stream:
@@ -108,6 +113,7 @@ class Stream:
                     data = json.loads(line[6:])
                     if data.get("usage"):
                         self.tokens = data["usage"]["completion_tokens"]
+                        self.prompt_tokens = data["usage"]["prompt_tokens"]
                     choices = data.get("choices") or []
                     delta = choices[0]["delta"] if choices else {}
                     # Text, reasoning or a tool call: sampled text can open either.
@@ -133,6 +139,7 @@ def run_streams(url: str, body: dict, count: int) -> dict[str, float]:
         "itl_p50": percentile(gaps, 0.5) * 1000,
         "itl_p99": percentile(gaps, 0.99) * 1000,
         "ttft_p50": statistics.median(s.times[0] - s.sent for s in streams) * 1000,
+        "prompt_tokens": streams[0].prompt_tokens,
     }
 
 
@@ -202,7 +209,7 @@ def sweep(args) -> int:
                 "stream": True,
                 "stream_options": {"include_usage": True},
             }
-            run_streams(neuron.url, {**body, "max_tokens": 8}, 2)  # warm up
+            warm = run_streams(neuron.url, {**body, "max_tokens": 8}, 2)
             print(
                 f"{'c':>3} {'raw fwd tok/s':>14} {'neuron tok/s':>13} {'/raw':>6} {'/c=1':>6} "
                 f"{'ITL p50 ms':>11} {'ITL p99 ms':>11} {'TTFT p50 ms':>12}"
@@ -215,8 +222,8 @@ def sweep(args) -> int:
                 # Alternate the two, so background load hits both alike; medians.
                 raws, runs = [], []
                 for _ in range(args.rounds):
-                    steps = max(16, args.tokens // 2)
-                    raws.append(raw_forward_rate(model, c, steps=steps, context=24))
+                    context = int(warm["prompt_tokens"])
+                    raws.append(raw_forward_rate(model, c, args.tokens, context))
                     runs.append(run_streams(neuron.url, body, c))
                 raw = statistics.median(raws)
                 paired = statistics.median(

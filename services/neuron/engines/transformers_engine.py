@@ -108,6 +108,8 @@ class TransformersEngine:
         # transformers wraps .to in a decorator whose type mypy reads as a plain function
         model.to(self.device)  # type: ignore[arg-type]
         model.eval()
+        if self.device == "cpu":
+            _column_major_weights(model)
         self.model = model
         self._dtype = dtype
         text = model.config.get_text_config()
@@ -317,6 +319,21 @@ def _failed(run: _Running, exc: BaseException) -> StepOutput:
 
 def _average(current: float | None, sample: float, weight: float = SMOOTHING) -> float:
     return sample if current is None else current + weight * (sample - current)
+
+
+def _column_major_weights(model: Any) -> None:
+    """Store each linear layer's weight transposed (same values, same memory).
+
+    ``x @ W.T`` with a row-major ``W`` takes oneDNN/MKL's slow path for a few rows: on
+    this project's 2-core CPU a 512 -> 1408 projection of 8 rows costs 293 us against 143
+    for one row, but 136 us with the weight stored column-major (one row: the same), so
+    a decode step of 8 sequences costs little more than one of a single sequence. An
+    embedding matrix tied to the output layer keeps its layout (its rows are gathered).
+    """
+    embeddings = model.get_input_embeddings().weight
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.weight is not embeddings:
+            module.weight.data = module.weight.data.t().contiguous().t()
 
 
 def _model_max_seq_len(config: Any) -> int:
