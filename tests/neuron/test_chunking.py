@@ -30,10 +30,12 @@ def test_the_budget_is_a_share_of_the_decode_step_more_when_more_prompts_wait():
 
 def test_a_long_prompt_gets_what_its_measured_cost_fits():
     budget = prefill_budget(DECODE_8, 8, 1)
-    # Early in the prompt 35 tokens fit the 11.65 ms, late only 13: it still advances by
-    # the minimum, so a 2,000-token prompt is admitted in a bounded number of steps.
+    # Early in the prompt 35 tokens fit the 11.65 ms, late only 13.
     assert plan([Waiting(1500, EARLY, last=40)], budget) == [35]
-    assert plan([Waiting(50, LATE, last=16)], budget) == [MIN_PREFILL_CHUNK]
+    assert plan([Waiting(500, LATE, last=16)], budget) == [13]
+    # With nothing to spend (the decode step not measured yet) the oldest prompt still
+    # advances by the minimum, so it is admitted in a bounded number of steps.
+    assert plan([Waiting(500, LATE, last=16)], prefill_budget(None, 8, 1)) == [MIN_PREFILL_CHUNK]
     # A chunk at most doubles its predecessor: one fast-looking step does not let the
     # next chunk jump to PREFILL_CHUNK tokens.
     assert plan([Waiting(1500, EARLY / 10, last=16)], budget) == [32]
@@ -44,7 +46,7 @@ def test_the_short_rest_of_a_long_prompt_goes_by_its_cost():
     """49 tokens at context 1,950 cost ~43 ms: prefilled whole they would nearly triple
     the streams' gap; a fresh short prompt (context 0, ~16 ms) does start whole."""
     budget = prefill_budget(DECODE_8, 8, 1)
-    assert plan([Waiting(49, LATE, last=16)], budget) == [MIN_PREFILL_CHUNK]
+    assert plan([Waiting(49, LATE, last=16)], budget) == [13]
     assert plan([Waiting(49, EARLY)], budget) == [49]
 
 
@@ -64,9 +66,9 @@ def test_several_short_prompts_start_together_only_within_the_budget():
 def test_a_second_long_prompt_gets_only_what_is_left():
     budget = prefill_budget(DECODE_8, 8, 2)
     # The first takes 20 tokens (6.6 ms, twice its last chunk); the 5 ms left fit 15 of
-    # the second: fewer than the minimum, so it waits rather than pay for a sliver.
-    assert plan([Waiting(900, EARLY, last=10), Waiting(900, EARLY, last=16)], budget) == [20, 0]
-    # The first at its minimum (5.3 ms) leaves 6.4 ms: 19 tokens of the second.
-    assert plan([Waiting(900, EARLY, last=5), Waiting(900, EARLY, last=16)], budget) == [16, 19]
-    # Late in the first prompt its minimum chunk alone overruns the budget.
-    assert plan([Waiting(900, LATE, last=8), Waiting(900, EARLY, last=16)], budget) == [16, 0]
+    # the second.
+    assert plan([Waiting(900, EARLY, last=10), Waiting(900, EARLY, last=16)], budget) == [20, 15]
+    # After 30 of the first (9.9 ms) the 1.75 ms left fit 5: fewer than the minimum, so
+    # the second waits rather than pay for a sliver.
+    assert plan([Waiting(900, EARLY, last=15), Waiting(900, EARLY, last=16)], budget) == [30, 0]
+    assert plan([Waiting(900, LATE, last=8), Waiting(900, EARLY, last=16)], budget) == [13, 0]

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 PREFILL_CHUNK = 512  # most prompt tokens in one step
 SHORT_PROMPT = 64  # a prompt (or the rest of one) this short is prefilled whole
-# Fewest a step gives the oldest long prompt: beside many streams a smaller chunk would
-# admit it too slowly; also the first chunk's size, before its cost is measured.
-MIN_PREFILL_CHUNK = 16
+# Fewest a step gives the oldest long prompt, however much they cost, so it is admitted
+# in a bounded number of steps (riding in the decode forward, a chunk has no fixed cost
+# to amortise: fewer tokens only slow the admission); also a prompt's first chunk,
+# before its cost is measured.
+MIN_PREFILL_CHUNK = 8
 # The prompt tokens of a step beside running streams cost about this share of a decode
 # step, so the streams' inter-token gaps grow by about as much while a prompt is admitted.
 PREFILL_SHARE = 0.5
