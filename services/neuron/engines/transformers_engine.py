@@ -22,7 +22,9 @@ a new prompt that starts with a kept sequence's tokens prefills only the rest.
 
 from __future__ import annotations
 
+import collections
 import logging
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,9 @@ from cortex.services.neuron.engines.prefix import PrefixCache
 log = logging.getLogger("cortex.neuron.engine")
 
 SMOOTHING = 0.2  # weight of the newest timing in the engine's running averages
+# A decode step's time is the median of the last this many steps without a prompt chunk:
+# one step slowed by another process must not shrink every chunk's measured cost.
+DECODE_WINDOW = 15
 # ... and in one prompt's cost per token, which must follow its growing context
 PROMPT_SMOOTHING = 0.5
 
@@ -82,6 +87,7 @@ class TransformersEngine:
         self._running: dict[str, _Running] = {}
         self._layout: tuple[int, int, int] = (0, 0, 0)  # layers, kv heads, head dim
         self._dtype = torch.float32
+        self._decode_times: collections.deque[float] = collections.deque(maxlen=DECODE_WINDOW)
         self._decode_s: float | None = None  # a step's time with no prompt chunk in it
         self._prefill_token_s: float | None = None  # a prompt token's cost beside decoding
 
@@ -202,7 +208,8 @@ class TransformersEngine:
         if not decoding:
             return
         if not chunks:
-            self._decode_s = _average(self._decode_s, elapsed)
+            self._decode_times.append(elapsed)
+            self._decode_s = statistics.median(self._decode_times)
             return
         if self._decode_s is None:
             return
