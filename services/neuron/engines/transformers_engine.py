@@ -232,12 +232,12 @@ class TransformersEngine:
         self, decoding: list[_Running], chunks: list[tuple[_Running, int]]
     ) -> list[StepOutput]:
         """One forward: the next token of each decoding run and a prompt chunk of others."""
-        segments = [(r.cache, [r.next_input]) for r in decoding]
+        segments = [(r.cache, [r.next_input]) for r in decoding if r.next_input is not None]
         for run, size in chunks:
             segments.append((run.cache, run.seq.prompt_ids[run.prefilled : run.prefilled + size]))
         lengths = [cache.length for cache, _ in segments]
         try:
-            logits = self._forward(segments)  # type: ignore[arg-type]
+            logits = self._forward(segments)
         except Exception as exc:
             for (cache, _), length in zip(segments, lengths, strict=True):
                 cache.truncate(length)
