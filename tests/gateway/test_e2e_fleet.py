@@ -24,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.gateway import start_gateway
 from support.neuron import start_neuron
+from support.streams import NO_EOS
 
 from cortex.common.sse import iter_events
 
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.slow
 # A CPU worker holding demo-tiny measures ~370 MB RSS; A's budget holds two of them.
 BUDGET_A = "900MiB"
 BUDGET_B = "3GiB"
-NO_EOS = {"2": -100}  # the demo models' <|im_end|>: keeps a long stream going
 WEATHER_TOOL = {
     "type": "function",
     "function": {

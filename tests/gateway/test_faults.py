@@ -25,6 +25,7 @@ import pytest
 from support.faults import FaultProxy
 from support.gateway import start_gateway
 from support.neuron import start_neuron
+from support.streams import NO_EOS
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,6 @@ READ_TIMEOUT_S = 6.0
 # Health marks a silent neuron down after 2 missed beats of 1 s each, polled every 0.5 s.
 HEALTH_WINDOW_S = 2 * (1.0 + 0.5)
 SLACK_S = 3.0  # a loaded 2-core CI machine
-NO_EOS = {"0": -100, "2": -100}  # the demo models' end tokens: a long stream keeps going
 HELLO = [{"role": "user", "content": "Tell me a long story."}]
 GATEWAY_CONFIG = {
     "gateway": {"read_timeout_s": READ_TIMEOUT_S, "load_timeout_s": 60.0},

@@ -12,7 +12,9 @@ import threading
 
 import httpx
 
-NO_EOS = {"2": -100}  # the demo models' <|im_end|>: keeps a stream going
+# The demo models end on <|im_end|> (2) or <|endoftext|> (0): biasing both away keeps a
+# stream going to max_tokens.
+NO_EOS = {"0": -100, "2": -100}
 
 
 class HeldStreams:
