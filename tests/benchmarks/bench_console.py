@@ -9,14 +9,19 @@
    app showing the same fleet, the flush cost (mean / p99 / max) and the event loop's
    lag (how late a 50 ms heartbeat fires: what a key press would wait at worst).
 2. ``cortex-console --json status`` wall time (fresh process each run, as a script
-   would call it) against a real gateway with one real CPU neuron, started here.
-   Skipped, saying why, when the gateway or neuron launchers are not available.
+   would call it) against a real gateway with one real CPU neuron, started here, run
+   by run in two ways: with the bytecode cached (as a pip install leaves it; here in a
+   temporary ``PYTHONPYCACHEPREFIX``) and with ``PYTHONDONTWRITEBYTECODE=1`` (cortex's
+   own modules compiled from source on every start, as in a checkout nobody may write
+   ``__pycache__`` to), next to a bare interpreter start. Skipped, saying why, when the
+   gateway or neuron launchers are not available.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -129,6 +134,10 @@ def measure_json_status(runs: int) -> dict[str, float] | str:
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
         root = Path(tmp)
         models = make_demo_models(root / "models")
+        cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        cached["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+        uncached = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        uncached.pop("PYTHONPYCACHEPREFIX", None)
         with (
             start_neuron(models.root, root / "neuron") as neuron,
             start_gateway(root / "gateway", neurons={"local": neuron.url}) as gateway,
@@ -142,24 +151,27 @@ def measure_json_status(runs: int) -> dict[str, float] | str:
                 "--gateway",
                 gateway.url,
             ]
-            subprocess.run(command, capture_output=True, check=True)  # warm the disk cache
+            for env in (cached, uncached):  # warm the disk cache, write the bytecode
+                subprocess.run(command, capture_output=True, check=True, env=env)
             bare = [sys.executable, "-c", "pass"]  # the interpreter's own start, same venv
-            times, floor = [], []
+            times: dict[str, list[float]] = {"cached": [], "uncached": [], "python": []}
             for _ in range(runs):
-                start = time.perf_counter()
-                subprocess.run(command, capture_output=True, check=True)
-                times.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                subprocess.run(bare, capture_output=True, check=True)
-                floor.append(time.perf_counter() - start)
-    return {
-        "runs": runs,
-        "min_ms": min(times) * 1000,
-        "p50_ms": statistics.median(times) * 1000,
-        "p90_ms": percentile(times, 0.9) * 1000,
-        "max_ms": max(times) * 1000,
-        "python_p50_ms": statistics.median(floor) * 1000,
-    }
+                for name, argv, env in (
+                    ("cached", command, cached),
+                    ("uncached", command, uncached),
+                    ("python", bare, cached),
+                ):
+                    start = time.perf_counter()
+                    subprocess.run(argv, capture_output=True, check=True, env=env)
+                    times[name].append(time.perf_counter() - start)
+    result: dict[str, float] = {"runs": runs}
+    for name in ("cached", "uncached"):
+        result[f"{name}_min_ms"] = min(times[name]) * 1000
+        result[f"{name}_p50_ms"] = statistics.median(times[name]) * 1000
+        result[f"{name}_p90_ms"] = percentile(times[name], 0.9) * 1000
+        result[f"{name}_max_ms"] = max(times[name]) * 1000
+    result["python_p50_ms"] = statistics.median(times["python"]) * 1000
+    return result
 
 
 def main() -> None:
@@ -188,11 +200,19 @@ def main() -> None:
             print(f"--json status wall time: {result}")
         else:
             print(
-                f"--json status wall time ({result['runs']} fresh processes, local gateway):"
-                f" min {result['min_ms']:.0f} ms, p50 {result['p50_ms']:.0f} ms,"
-                f" p90 {result['p90_ms']:.0f} ms, max {result['max_ms']:.0f} ms;"
-                f" a bare `python -c pass` p50 {result['python_p50_ms']:.0f} ms"
+                f"--json status wall time ({result['runs']} fresh processes each, local gateway):"
             )
+            for name, label in (
+                ("cached", "bytecode cached"),
+                ("uncached", "PYTHONDONTWRITEBYTECODE=1"),
+            ):
+                print(
+                    f"  {label:<26} min {result[f'{name}_min_ms']:.0f} ms,"
+                    f" p50 {result[f'{name}_p50_ms']:.0f} ms,"
+                    f" p90 {result[f'{name}_p90_ms']:.0f} ms,"
+                    f" max {result[f'{name}_max_ms']:.0f} ms"
+                )
+            print(f"  a bare `python -c pass`    p50 {result['python_p50_ms']:.0f} ms")
 
 
 if __name__ == "__main__":
