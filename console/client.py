@@ -31,7 +31,6 @@ from cortex.common.fleet import (
     SnapshotEvent,
     UnloadAction,
 )
-from cortex.common.sse import aiter_events
 from cortex.console.transport import Reply, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -53,9 +52,8 @@ EVENT_TYPES: dict[str, type] = {
     "log": LogEvent,
     "requests": RequestsUpdate,
 }
-_EVENT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
-    name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()
-}
+# Made on first use: ``--json`` decodes no events, and each decoder costs at start.
+_EVENT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
 
 
 class GatewayError(Exception):
@@ -238,7 +236,10 @@ def describe(exc: BaseException) -> str:
 def decode_event(name: str, data: str) -> FleetEvent | None:
     decoder = _EVENT_DECODERS.get(name)
     if decoder is None:
-        return None
+        event_type = EVENT_TYPES.get(name)
+        if event_type is None:
+            return None
+        decoder = _EVENT_DECODERS[name] = msgspec.json.Decoder(event_type)
     return decoder.decode(data)
 
 
@@ -376,6 +377,8 @@ class AsyncFleetClient:
         Raises :class:`GatewayError` for a refusal or a broken connection; returns when
         the gateway closes the stream cleanly.
         """
+        from cortex.common.sse import aiter_events  # the TUI's only: not on the --json path
+
         httpx = _httpx()
         timeout = httpx.Timeout(connect=3.0, read=read_timeout, write=10.0, pool=3.0)
         headers = {"accept": "text/event-stream"}

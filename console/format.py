@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 Level = Literal["ok", "warn", "crit"]
 
@@ -17,8 +18,7 @@ _EIGHTHS = " ▏▎▍▌▋▊▉█"
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
-@dataclass(frozen=True, slots=True)
-class Thresholds:
+class Thresholds(msgspec.Struct, frozen=True):
     """Percent boundaries: below ``warn`` is green, from ``warn`` yellow, from ``crit`` red."""
 
     warn: float

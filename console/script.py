@@ -19,7 +19,7 @@ import msgspec
 from cortex.common.fleet import ActionResult, FleetSnapshot
 from cortex.console.client import Action, FleetClient, GatewayError
 from cortex.console.format import percent
-from cortex.console.state import summarize
+from cortex.console.summary import summarize
 
 QUERIES = ("status", "nodes", "models", "gpus")
 

@@ -42,7 +42,7 @@ def test_action_with_the_gateway_down_exits_3(args):
     assert json.loads(done.stderr)["error"]["type"] == "connection_error"
 
 
-def test_script_path_never_imports_textual_rich_or_httpx():
+def test_script_path_never_imports_textual_rich_httpx_or_http_client():
     url = f"http://127.0.0.1:{free_port()}"
     code = (
         "import sys\n"
@@ -52,10 +52,14 @@ def test_script_path_never_imports_textual_rich_or_httpx():
         "tui = ('textual', 'rich', 'httpx')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in tui)\n"
         "print('TUI:' + ','.join(loaded))\n"
+        "slow = ('http.client', 'email', 'ssl', 'cortex.console.state')\n"
+        "print('SLOW:' + ','.join(m for m in slow if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "TUI:\n" in done.stdout, f"the script path imported {done.stdout}"
+    # What made --json status slow to start (see BENCHMARKS.md, console).
+    assert "SLOW:\n" in done.stdout, f"the script path imported {done.stdout}"
 
 
 def test_help_lists_the_script_commands_without_textual():

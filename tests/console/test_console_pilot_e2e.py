@@ -14,6 +14,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from support.gateway import start_gateway
+from support.streams import NO_EOS
 
 from cortex.console.app import CortexConsole
 from cortex.console.screens.confirm import ConfirmScreen
@@ -166,20 +167,21 @@ async def test_a_gateway_that_goes_away_shows_as_reconnecting(fleet, tmp_path):
             assert app.nodes.row_keys, "the last known fleet stays on screen"
 
 
-def stream_chat(url: str, request_id: str, max_tokens: int = 400) -> None:
-    """A long chat stream through the gateway (a real client, at its own pace)."""
+def stream_chat(url: str, request_id: str, max_tokens: int = 1900) -> None:
+    """A long chat stream through the gateway: 1900 tokens (demo-tiny's context is 2048)
+    keep it on the gateway for seconds, over several of the requests board's ticks."""
     body = {
         "model": "demo-tiny",
         "messages": [{"role": "user", "content": "Count to a thousand."}],
         "max_tokens": max_tokens,
-        "logit_bias": {"2": -100},  # the demo models' <|im_end|>: keeps it going
+        "logit_bias": NO_EOS,
         "stream": True,
     }
     with httpx.Client(base_url=url, timeout=120) as client:
         headers = {"x-request-id": request_id}
         with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as reply:
             for _ in reply.iter_lines():
-                time.sleep(0.01)  # a client reading at its own pace: the relay keeps it
+                pass
 
 
 async def test_the_requests_view_follows_a_live_stream(fleet):
