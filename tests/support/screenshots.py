@@ -3,11 +3,12 @@
     .venv/bin/python tests/support/screenshots.py [--out screenshots] [--size 140x40]
 
 Starts two real CPU neurons (``node-a``, ``node-b``; demo-tiny and demo-small on disk)
-and a real gateway on loopback, loads and pins demo-tiny on node-a, keeps a few chat
-streams running against it so the tok/s figures and sparklines move, then drives the
-console headless and saves:
+and a real gateway on loopback, loads and pins demo-tiny on node-a, keeps a few streams
+running against it (OpenAI chat and Anthropic messages) so the tok/s figures and
+sparklines move, then drives the console headless and saves:
 
 - ``console-main.svg``: the main screen (header, nodes, models, event log);
+- ``console-requests.svg``: ``2``, the requests in flight in the top pane;
 - ``console-load-dialog.svg``: ``l``, demo-small picked, node-b as the target;
 - ``console-loading.svg``: demo-small loading on node-b, its progress bar in the table.
 
@@ -37,6 +38,7 @@ import httpx  # noqa: E402
 from support.gateway import start_gateway  # noqa: E402
 from support.models import make_demo_models  # noqa: E402
 from support.neuron import start_neuron  # noqa: E402
+from support.streams import NO_EOS  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -45,12 +47,19 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 class Traffic:
-    """A few chat streams against the gateway, so the console has something to show."""
+    """A few streams against the gateway, so the console has something to show: each
+    thread speaks one client dialect, and its streams are long enough (NO_EOS) to be
+    seen in the requests view."""
 
-    def __init__(self, url: str, model: str, streams: int = 2) -> None:
-        self.url, self.model, self.streams = url, model, streams
+    DIALECTS = ("chat", "messages", "chat")
+
+    def __init__(self, url: str, model: str) -> None:
+        self.url, self.model = url, model
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(streams)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(dialect,), daemon=True)
+            for dialect in self.DIALECTS
+        ]
         self.completed = 0
 
     def __enter__(self) -> Traffic:
@@ -63,16 +72,18 @@ class Traffic:
         for thread in self.threads:
             thread.join(timeout=60)
 
-    def _run(self) -> None:
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": "Tell me about the fleet."}],
-            "max_tokens": 48,
-            "stream": True,
-        }
+    def _request(self, dialect: str) -> tuple[str, dict]:
+        messages = [{"role": "user", "content": "Tell me about the fleet."}]
+        body = {"model": self.model, "messages": messages, "max_tokens": 1500, "stream": True}
+        if dialect == "messages":
+            return "/v1/messages", body  # no logit_bias in Anthropic's API: it may end early
+        return "/v1/chat/completions", {**body, "logit_bias": NO_EOS}
+
+    def _run(self, dialect: str) -> None:
+        path, body = self._request(dialect)
         with httpx.Client(base_url=self.url, timeout=120) as client:
             while not self.stop.is_set():
-                with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                with client.stream("POST", path, json=body) as response:
                     for _ in response.iter_bytes():
                         pass
                 self.completed += 1
@@ -111,6 +122,17 @@ async def capture(gateway_url: str, out: Path, size: tuple[int, int]) -> list[Pa
         # Twelve seconds of history: the sparkline has a shape.
         await pilot.pause(12)
         save("console-main.svg")
+
+        await pilot.press("2")
+        await until(
+            pilot,
+            lambda: sum(r.ttft_ms is not None for r in app.state.requests) >= 2,
+            60,
+            "two requests streaming",
+        )
+        await pilot.pause(0.6)  # one flush of the table
+        save("console-requests.svg")
+        await pilot.press("1")
 
         await pilot.press("l")
         assert isinstance(app.screen, LoadScreen)
