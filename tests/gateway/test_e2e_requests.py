@@ -1,10 +1,11 @@
-"""The fleet event stream's ``requests`` event, end to end: a real CPU neuron, a real
-gateway, the official SDKs.
+"""The fleet event stream's ``requests`` event, and its quiet when nothing happens, end to
+end: a real CPU neuron, a real gateway, the official SDKs.
 
 While an OpenAI chat stream runs on a loaded model and an Anthropic messages stream waits
 for its model's cold load, the gateway lists both about once a second (model, neuron,
 dialect, TTFT, tokens so far, age), a new subscriber gets the list right after its
-snapshot, and when both are done one empty list says so and the stream goes quiet.
+snapshot, and when both are done one empty list says so and the stream goes quiet. An
+idle fleet publishes no placement that did not change.
 
 A request ends for the gateway when it has relayed the last byte; the client may read
 the rest from its socket later. So the watcher stops at the board's empty list (the
@@ -169,16 +170,37 @@ def test_requests_in_flight_are_listed_once_a_second_and_cleared_at_the_end(flee
     # A console that connects mid-stream sees the requests right after the snapshot.
     assert late_subscriber == ["snapshot", "requests"]
 
-    # Nothing in flight: no more requests events, for 3 s (a quiet stream may time out).
-    quiet: list[str] = []
-    deadline = time.monotonic() + 3.0
-    brief = httpx.Timeout(10, read=3.0)
+    # Nothing in flight: no more requests events, for 3 s.
+    quiet = events_for(gateway.url, 3.0)
+    assert quiet[0] == "snapshot" and "requests" not in quiet, quiet
+
+
+def test_an_idle_fleet_publishes_no_unchanged_placements(fleet):
+    """Each neuron status poll (twice a second) reports every placement; an idle
+    gateway publishes none of them when nothing in them changed, so an idle console has
+    nothing to repaint. The neuron's tok/s settles within its 5 s rate window."""
+    gateway = fleet
+    gateway.wait_for(lambda: not any(p.get("in_flight") for p in gateway.placements()))
+    time.sleep(6.0)
+    assert gateway.placements(), "demo-tiny is loaded (the fixture)"
+    idle = events_for(gateway.url, 4.0)
+    assert idle[0] == "snapshot"
+    assert "placement" not in idle, idle
+
+
+def events_for(url: str, seconds: float) -> list[str]:
+    """The names of the events one subscriber gets in ``seconds`` (a quiet stream has
+    only comments, so the read times out)."""
+    names: list[str] = []
+    deadline = time.monotonic() + seconds
     with (
         contextlib.suppress(httpx.ReadTimeout),
-        httpx.stream("GET", gateway.url + "/fleet/events", timeout=brief) as response,
+        httpx.stream(
+            "GET", url + "/fleet/events", timeout=httpx.Timeout(10, read=seconds)
+        ) as response,
     ):
         for event in iter_events(response.iter_bytes()):
-            quiet.append(event.event)
+            names.append(event.event)
             if time.monotonic() > deadline:
                 break
-    assert quiet[0] == "snapshot" and "requests" not in quiet, quiet
+    return names

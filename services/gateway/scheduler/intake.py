@@ -84,13 +84,19 @@ def set_available(s: Fleet, view: NeuronView, available: list[ModelFile]) -> Non
 def upsert(s: Fleet, neuron: str, loaded: LoadedModel) -> PlacementRecord:
     """Take the neuron's view of one placement, creating the record if it is new to us."""
     record = s.placements.get((loaded.id, neuron))
+    before = None
     if record is None:
         record = s.new_record(loaded.id, neuron, loaded.state)
         if loaded.last_used_at:
             record.last_used = loaded.last_used_at
+    else:
+        before = s.placement_wire(record)
     was = record.state
     record.apply(loaded)
-    s.dirty.add(record.key)
+    # Every status poll brings every placement: only one that changed is published, so
+    # an idle fleet's event stream stays quiet.
+    if before is None or s.placement_wire(record) != before:
+        s.dirty.add(record.key)
     if record.state == "loaded" and was != "loaded":
         loading.learn(s, record)
         loading.settle_load_actions(s, record)
