@@ -3,7 +3,8 @@
 * ``GET /fleet``: :class:`~cortex.common.fleet.FleetSnapshot`.
 * ``GET /fleet/events``: SSE; ``snapshot`` on connect (and again whenever this client
   fell behind), then ``neuron``, ``placement``, ``placement_removed``, ``catalogue`` and
-  ``log`` events; placements that are loading or serving are re-sent every second;
+  ``log`` events; a placement goes out when it changed, and every second while it is
+  loading or serving;
   ``requests`` (the requests being served) once a second while there are any;
   ``: ping`` every 15 s when nothing happens.
 * ``GET /fleet/logs``: the last 200 log entries (the events' ``log`` history).
