@@ -28,7 +28,7 @@ ALIASES = {"claude-sonnet-*": "demo-80k", "claude-*": "demo-long"}
 RUN_TIMEOUT_S = 600
 MESSAGES_LINE = re.compile(
     r"POST /v1/messages\?beta=true status=(\d+) model=(\S+) neuron=\S+ endpoint=messages "
-    r"prompt=(\d+)"
+    r"prompt=(\d+)(?: completion=(\d+))?"
 )
 
 
@@ -73,13 +73,19 @@ def session(tmp_path_factory):
     return {"home": root / "home", "cwd": root / "project"}
 
 
-def messages_lines(gateway) -> list[tuple[int, str, int]]:
-    """(status, model, prompt tokens) of every /v1/messages request the gateway answered."""
+def messages_lines(gateway) -> list[tuple[int, str, int, int]]:
+    """(status, model, prompt, completion tokens) of every /v1/messages request answered."""
     return [
-        (int(m[1]), m[2], int(m[3]))
+        (int(m[1]), m[2], int(m[3]), int(m[4] or 0))
         for m in map(MESSAGES_LINE.search, gateway.log_text().splitlines())
         if m
     ]
+
+
+def lines_after(gateway, before: int) -> list[tuple[int, str, int, int]]:
+    """The request lines past the first ``before``: the gateway writes a stream's line
+    once its relay ends, which can be just after Claude Code has read [DONE] and exited."""
+    return gateway.wait_for(lambda: messages_lines(gateway)[before:], timeout=30)
 
 
 def succeeded(run) -> dict:
@@ -94,19 +100,21 @@ def test_the_default_model_completes(binary, gateway, session):
     reply = succeeded(run)
     assert reply["usage"]["input_tokens"] > 20000, reply["usage"]
     # Its default model sends a system message mid-conversation: accepted, first time.
-    assert [status for status, _, _ in messages_lines(gateway)] == [200]
+    assert [status for status, _, _, _ in lines_after(gateway, 0)] == [200]
     assert messages_lines(gateway)[0][1] == "demo-long"
 
 
 def test_a_second_turn_continues_the_conversation(binary, gateway, session):
-    first_prompt = messages_lines(gateway)[0][2]
+    _, _, first_prompt, first_completion = messages_lines(gateway)[0]
     run = run_claude(
         binary, gateway.url, "and again", "--continue", **session, timeout=RUN_TIMEOUT_S
     )
     succeeded(run)
-    status, model, prompt = messages_lines(gateway)[-1]
+    status, model, prompt, _ = lines_after(gateway, 1)[-1]
     assert (status, model) == (200, "demo-long")
-    assert prompt > first_prompt  # the first turn and its answer came along
+    # The first turn and its answer came along (less the few dozen tokens of "(1M
+    # context)" that only a fresh HOME's first run writes into its system prompt).
+    assert prompt > first_prompt + first_completion - 100
 
 
 def test_a_third_turn_prefills_only_what_is_new(binary, gateway, session):
@@ -136,8 +144,12 @@ def test_a_sonnet_name_recovers_from_a_context_too_small_for_its_max_tokens(
         timeout=RUN_TIMEOUT_S,
     )
     succeeded(run)
+    gateway.wait_for(lambda: len(messages_lines(gateway)) >= before + 2, timeout=30)
     tried = messages_lines(gateway)[before:]
-    assert [(status, model) for status, model, _ in tried] == [(400, "demo-80k"), (200, "demo-80k")]
+    assert [(status, model) for status, model, _, _ in tried] == [
+        (400, "demo-80k"),
+        (200, "demo-80k"),
+    ]
     refusal = next(
         line for line in gateway.log_text().splitlines() if "status=400 model=demo-80k" in line
     )
