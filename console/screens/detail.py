@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -70,20 +70,9 @@ def neuron_details(
             cells.figure(d.temperature_c, "°C", TEMP_THRESHOLDS),
             power,
         )
-    models = Table(title="Models", title_justify="left", expand=True, box=None)
-    for column in ("model", "state", "devices", "memory", "busy", "queue", "tok/s", "served"):
-        models.add_column(column, no_wrap=True)
-    for p in sorted(state.placements_of(name), key=lambda p: p.model):
-        models.add_row(
-            p.model,
-            cells.placement_state(p),
-            ",".join(p.devices),
-            fmt.human_bytes(p.memory_bytes) if p.memory_bytes else "-",
-            str(p.in_flight),
-            str(p.queued),
-            fmt.rate(p.tokens_per_s),
-            str(p.requests_total),
-        )
+    models = placements_table(
+        "Models", "model", sorted(state.placements_of(name), key=lambda p: p.model)
+    )
     processes = [
         f"{d.id}: {proc.model} (pid {proc.pid}) {fmt.human_bytes(proc.bytes)}"
         for d in neuron.devices
@@ -153,20 +142,7 @@ def catalogue_details(state: FleetState, model: str, now: float) -> RenderableTy
                 ("queue", f"{replicas.queue_depth} waiting, longest {replicas.queue_wait_s:.1f} s"),
             ]
     rows += prefix_cache_rows(summed_cache(placements))
-    table = Table(title="Placements", title_justify="left", expand=True, box=None)
-    for column in ("neuron", "state", "devices", "memory", "busy", "queue", "tok/s", "served"):
-        table.add_column(column, no_wrap=True)
-    for p in placements:
-        table.add_row(
-            p.neuron,
-            cells.placement_state(p),
-            ",".join(p.devices),
-            fmt.human_bytes(p.memory_bytes) if p.memory_bytes else "-",
-            str(p.in_flight),
-            str(p.queued),
-            fmt.rate(p.tokens_per_s),
-            str(p.requests_total),
-        )
+    table = placements_table("Placements", "neuron", placements)
     return Group(_fields(rows), Text(""), table)
 
 
@@ -264,3 +240,22 @@ class DetailScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def placements_table(title: str, first: str, placements: Iterable[Placement]) -> Table:
+    """One row a placement, led by its ``first`` field (``model`` or ``neuron``)."""
+    table = Table(title=title, title_justify="left", expand=True, box=None)
+    for column in (first, "state", "devices", "memory", "busy", "queue", "tok/s", "served"):
+        table.add_column(column, no_wrap=True)
+    for p in placements:
+        table.add_row(
+            getattr(p, first),
+            cells.placement_state(p),
+            ",".join(p.devices),
+            fmt.human_bytes(p.memory_bytes) if p.memory_bytes else "-",
+            str(p.in_flight),
+            str(p.queued),
+            fmt.rate(p.tokens_per_s),
+            str(p.requests_total),
+        )
+    return table

@@ -77,9 +77,7 @@ class RowTable(ScrollView, can_focus=True):
     }
     """
 
-    class Highlighted(Message):
-        """The cursor moved to another row (``key`` None: the table is empty)."""
-
+    class _RowMessage(Message):
         def __init__(self, table: RowTable, key: str | None) -> None:
             super().__init__()
             self.table = table
@@ -89,17 +87,11 @@ class RowTable(ScrollView, can_focus=True):
         def control(self) -> RowTable:
             return self.table
 
-    class Selected(Message):
+    class Highlighted(_RowMessage):
+        """The cursor moved to another row (``key`` None: the table is empty)."""
+
+    class Selected(_RowMessage):
         """Enter (or a click on the cursor row) on the row ``key``."""
-
-        def __init__(self, table: RowTable, key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> RowTable:
-            return self.table
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

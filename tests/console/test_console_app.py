@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from apps import SIZE, cell, console
 from conftest import small_fleet_state
-from fleets import T0, synthetic_fleet
+from fleets import synthetic_fleet
 
 from cortex.common.fleet import (
     Placement,
@@ -12,29 +13,12 @@ from cortex.common.fleet import (
     ReplicaStatus,
     SnapshotEvent,
 )
-from cortex.console.app import CortexConsole
 from cortex.console.commands import fleet_commands
 from cortex.console.screens.confirm import ConfirmScreen
 from cortex.console.screens.detail import DetailScreen
 from cortex.console.screens.help import HelpScreen
 from cortex.console.screens.load import LoadScreen
 from cortex.console.state import FleetState
-
-SIZE = (140, 42)
-
-
-def console(state=None, **kwargs) -> CortexConsole:
-    return CortexConsole(
-        gateway="http://gateway.test:31313",
-        state=state or small_fleet_state(),
-        clock=lambda: T0,
-        follow=False,
-        **kwargs,
-    )
-
-
-def cell(table, row_key: str, column: str) -> str:
-    return table.get_cell(row_key, column).plain
 
 
 async def test_tables_show_every_neuron_device_and_placement():

@@ -8,30 +8,13 @@ from __future__ import annotations
 
 import io
 
-from conftest import small_fleet_state
+from apps import SIZE, cell, console
 from fleets import T0
 from rich.console import Console
 
 from cortex.common.fleet import ActiveRequest, RequestsUpdate
-from cortex.console.app import CortexConsole
 from cortex.console.screens.detail import DetailScreen, catalogue_details, model_details
 from cortex.console.screens.replicas import ReplicasScreen, consequence, parse_range
-
-SIZE = (140, 42)
-
-
-def console(state=None, **kwargs) -> CortexConsole:
-    return CortexConsole(
-        gateway="http://gateway.test:31313",
-        state=state or small_fleet_state(),
-        clock=lambda: T0,
-        follow=False,
-        **kwargs,
-    )
-
-
-def cell(table, row_key: str, column: str) -> str:
-    return table.get_cell(row_key, column).plain
 
 
 async def test_2_shows_the_requests_in_flight_and_1_the_nodes_again():

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from apps import SIZE
 from support.gateway import start_gateway
 from support.streams import NO_EOS
 
@@ -22,8 +23,6 @@ from cortex.console.screens.load import LoadScreen
 from cortex.console.screens.replicas import ReplicasScreen
 
 pytestmark = pytest.mark.slow
-
-SIZE = (140, 42)
 
 
 async def until(pilot, predicate: Callable[[], object], within: float = 120.0, what: str = ""):

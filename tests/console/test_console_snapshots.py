@@ -7,29 +7,16 @@ T0, so every run draws the same picture. Update with ``pytest --snapshot-update`
 from __future__ import annotations
 
 import pytest
+from apps import SIZE, console
 from conftest import small_fleet_state
 from fleets import T0
 
-from cortex.console.app import CortexConsole
 from cortex.console.format import Thresholds
-
-SIZE = (140, 42)
-GATEWAY = "http://gateway.test:31313"
 
 
 @pytest.fixture(autouse=True)
 def _utc(utc):
     yield
-
-
-def console(state=None, **kwargs) -> CortexConsole:
-    return CortexConsole(
-        gateway=GATEWAY,
-        state=state or small_fleet_state(),
-        clock=lambda: T0,
-        follow=False,
-        **kwargs,
-    )
 
 
 def test_main_screen(snap_compare):

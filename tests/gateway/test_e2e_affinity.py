@@ -10,13 +10,11 @@ the request's log line says so.
 from __future__ import annotations
 
 import re
-import shutil
 
 import anthropic
 import openai
 import pytest
-from support.gateway import start_gateway
-from support.neuron import start_neuron
+from support.fleets import tiny_everywhere
 from support.streams import HeldStreams
 
 pytestmark = pytest.mark.slow
@@ -27,18 +25,8 @@ SYSTEM = "You are a careful coding agent. Answer briefly."
 @pytest.fixture(scope="module")
 def fleet(demo_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("affinity-fleet")
-    for name in ("a", "b"):
-        shutil.copytree(demo_models.tiny, root / f"models-{name}" / "demo-tiny")
-    with (
-        start_neuron(root / "models-a", root / "a", settings={"name": "a"}) as a,
-        start_neuron(root / "models-b", root / "b", settings={"name": "b"}) as b,
-        start_gateway(root / "gateway", neurons={"a": a.url, "b": b.url}) as gateway,
-    ):
-        gateway.wait_neurons_up()
-        for neuron in ("a", "b"):
-            loaded = gateway.post("/fleet/models/demo-tiny/load", json={"neuron": neuron})
-            assert loaded.status_code == 200, loaded.text
-        yield type("Fleet", (), {"a": a, "b": b, "gateway": gateway})
+    with tiny_everywhere(demo_models, root, {"a": {}, "b": {}}) as (gateway, neurons):
+        yield type("Fleet", (), {**neurons, "gateway": gateway})
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,12 @@ import asyncio
 import contextlib
 import json
 import shutil
-import signal
 import threading
 import time
 
 import anthropic
 import httpx
 import openai
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.gateway import start_gateway
@@ -474,17 +472,6 @@ def test_metrics_parse_and_cover_requests_tokens_latency_and_neurons(fleet):
 # --------------------------------------------------------------------------- failure
 
 
-def kill_neuron(neuron) -> None:
-    """SIGKILL the neuron and its workers, as a crash or power loss would."""
-    process = psutil.Process(neuron.process.pid)
-    children = process.children(recursive=True)
-    process.send_signal(signal.SIGKILL)
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    neuron.process.wait(timeout=10)
-
-
 def test_a_neuron_that_dies_mid_stream_ends_the_stream_and_its_models_move(fleet, oai, claude):
     gateway = fleet.gateway
     assert loaded_on(gateway, "demo-tiny") == {"b"}
@@ -507,7 +494,7 @@ def test_a_neuron_that_dies_mid_stream_ends_the_stream_and_its_models_move(fleet
         stream=True,
     )
     next(iter(stream))
-    kill_neuron(fleet.b)
+    fleet.b.kill()
     with pytest.raises(openai.APIError) as caught:
         for _ in stream:
             pass

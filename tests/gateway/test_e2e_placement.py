@@ -8,11 +8,8 @@ queue while the batching one had free slots. Counted against each placement's re
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from support.gateway import start_gateway
-from support.neuron import start_neuron
+from support.fleets import tiny_everywhere
 from support.streams import HeldStreams
 
 pytestmark = pytest.mark.slow
@@ -21,28 +18,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fleet(demo_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("placement-fleet")
-    concurrency = {"single": 1, "batch": 4}
-    for name in concurrency:
-        shutil.copytree(demo_models.tiny, root / f"models-{name}" / "demo-tiny")
-    with (
-        start_neuron(
-            root / "models-single",
-            root / "single",
-            settings={"name": "single", "max_concurrency": concurrency["single"]},
-        ) as single,
-        start_neuron(
-            root / "models-batch",
-            root / "batch",
-            settings={"name": "batch", "max_concurrency": concurrency["batch"]},
-        ) as batch,
-        start_gateway(
-            root / "gateway", neurons={"single": single.url, "batch": batch.url}
-        ) as gateway,
-    ):
-        gateway.wait_neurons_up()
-        for neuron in concurrency:
-            loaded = gateway.post("/fleet/models/demo-tiny/load", json={"neuron": neuron})
-            assert loaded.status_code == 200, loaded.text
+    settings = {"single": {"max_concurrency": 1}, "batch": {"max_concurrency": 4}}
+    with tiny_everywhere(demo_models, root, settings) as (gateway, _):
         yield gateway
 
 

@@ -18,6 +18,7 @@ messages). Works as a context manager inside fixtures of any scope.
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,16 @@ class NeuronProcess(DaemonProcess):
     WAIT_TIMEOUT_S = 30.0
     port: int
     children: set[int] = field(default_factory=set)
+
+    def kill(self) -> None:
+        """SIGKILL the neuron and its workers, as a crash or power loss would."""
+        process = psutil.Process(self.process.pid)
+        children = process.children(recursive=True)
+        process.send_signal(signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        self.process.wait(timeout=10)
 
     def status(self) -> dict[str, Any]:
         response = self.get("/status")

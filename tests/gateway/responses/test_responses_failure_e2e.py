@@ -3,11 +3,7 @@ event and then ``response.failed`` (its own neuron and gateway: this test kills 
 
 from __future__ import annotations
 
-import contextlib
-import signal
-
 import openai
-import psutil
 import pytest
 from support.gateway import start_gateway
 from support.neuron import start_neuron
@@ -37,12 +33,7 @@ def test_a_neuron_dying_mid_stream_fails_the_response(demo_models, tmp_path):
             events.append(event)
             if event.type == "response.output_text.delta":
                 break
-        process = psutil.Process(neuron.process.pid)
-        children = process.children(recursive=True)
-        process.send_signal(signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
+        neuron.kill()
         events.extend(stream)
     kinds = [e.type for e in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
